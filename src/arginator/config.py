@@ -1,0 +1,219 @@
+"""Typed configuration: pydantic schemas for `configs/*.yaml`, YAML loading and `key=value` overrides.
+
+A run's configuration has four sections (`data`, `model`, `train`, `baseline`). Every field has a default, so an
+empty config is valid; YAML files and `--set section.key=value` overrides are layered on top, in that order.
+Unknown keys and wrong types are errors that name the offending key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from arginator.errors import ConfigError
+
+Task = Literal["multiclass", "binary", "multilabel"]
+
+
+class _Strict(BaseModel):
+    """Base schema: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the embeddings come from and how they become a labelled, split dataset."""
+
+    task: Task = "multiclass"
+    # Per-class HDF5 layout: the class name is the `{label}` part of the file name.
+    file_pattern: str = "*_{label}_embeddings.h5"
+    # Table layouts (CSV, Parquet, NPZ, or an HDF5 file + labels CSV).
+    id_column: str = "id"
+    label_column: str = "label"
+    group_column: str | None = None
+    labels_file: str | None = None
+    label_separator: str = ";"
+    # Expected embedding size; None accepts whatever the first vector has (and then requires all to match).
+    embedding_dim: int | None = Field(default=None, gt=0)
+    # Declared classes; when set, any other label in the data is an error (catches typos such as `nonn`).
+    classes: list[str] | None = None
+    # Binary task: `negative` labels form class 0, the rest (or only `positive`, if given) class 1.
+    negative: list[str] | None = None
+    positive: list[str] | None = None
+    positive_name: str = "positive"
+    # Splits.
+    val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    seed: int = 42
+
+    @field_validator("file_pattern")
+    @classmethod
+    def _pattern_has_label(cls, value: str) -> str:
+        if value.count("{label}") != 1:
+            raise ValueError("must contain '{label}' exactly once, e.g. 'card_class_{label}_embeddings.h5'")
+        return value
+
+    @field_validator("negative", "positive", "classes", mode="before")
+    @classmethod
+    def _single_to_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class ModelConfig(_Strict):
+    """The feed-forward network; the head follows from the task."""
+
+    hidden_sizes: list[int] = Field(default_factory=lambda: [512, 256])
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    activation: Literal["relu", "gelu", "silu"] = "relu"
+    norm: Literal["none", "batch", "layer"] = "batch"
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _positive_sizes(cls, value: list[int]) -> list[int]:
+        if any(size <= 0 for size in value):
+            raise ValueError("every hidden size must be a positive integer")
+        return value
+
+
+class WandbConfig(_Strict):
+    """Experiment tracking. `auto` is online when WANDB_API_KEY is set, otherwise offline."""
+
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = "arginator"
+
+
+class TrainConfig(_Strict):
+    """Optimisation, stopping and reproducibility."""
+
+    max_epochs: int = Field(default=50, gt=0)
+    batch_size: int = Field(default=256, gt=0)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    class_weights: bool = True
+    patience: int = Field(default=5, ge=1)
+    monitor: Literal["val_loss", "val_macro_f1"] = "val_loss"
+    seed: int = 42
+    deterministic: bool = True
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    # Decision thresholds for sigmoid heads are tuned on the validation split; `false` keeps 0.5.
+    tune_thresholds: bool = True
+    progress_bar: bool = True
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
+
+
+class BaselineConfig(_Strict):
+    """The logistic-regression baseline, fitted on the same training split."""
+
+    c: float = Field(default=1.0, gt=0)
+    max_iter: int = Field(default=1000, gt=0)
+    class_weight_balanced: bool = True
+
+
+class RunConfig(_Strict):
+    """Everything one training run needs."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+
+    @model_validator(mode="after")
+    def _binary_needs_one_side(self) -> RunConfig:
+        if self.data.negative and self.data.positive and set(self.data.negative) & set(self.data.positive):
+            raise ValueError("data.negative and data.positive share labels")
+        return self
+
+
+def _format_validation_error(error: ValidationError, origin: str) -> str:
+    """One readable line per problem, each naming the dotted key."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'")
+        else:
+            lines.append(f"'{key}': {item['msg']} (got {item.get('input')!r})")
+    return f"invalid configuration ({origin}): " + "; ".join(lines)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(content).__name__}")
+    return content
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """Split `section.key=value` into its key path and a YAML-typed value (`3` -> int, `[1,2]` -> list)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{override}' must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def load_config(files: list[Path] | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Build a validated `RunConfig` from defaults, YAML files (in order) and `key=value` overrides.
+
+    Args:
+        files: YAML files, each a mapping of sections (`data`, `model`, `train`, `baseline`).
+        overrides: `section.key=value` strings; values are parsed as YAML.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: a file is missing or malformed, a key is unknown or a value has the wrong type.
+    """
+    raw: dict[str, Any] = {}
+    origins = []
+    for path in files or []:
+        raw = _deep_merge(raw, _read_yaml(Path(path)))
+        origins.append(str(path))
+    for override in overrides or []:
+        keys, value = parse_override(override)
+        nested: dict[str, Any] = {keys[-1]: value}
+        for key in reversed(keys[:-1]):
+            nested = {key: nested}
+        raw = _deep_merge(raw, nested)
+        origins.append(f"--set {override}")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, ", ".join(origins) or "defaults")) from None
+
+
+def config_from_dict(raw: dict[str, Any], origin: str) -> RunConfig:
+    """Validate a configuration stored alongside a run or a checkpoint."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, origin)) from None
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    """Write the resolved configuration as YAML, so a run can be repeated exactly."""
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,224 @@
+"""The feed-forward classifier (a plain `nn.Module` wrapped by a LightningModule) and the logistic-regression baseline.
+
+Heads follow the task:
+- multiclass: C logits, softmax + cross-entropy;
+- binary: one logit, sigmoid + BCE (probability of the positive class);
+- multilabel: C logits, per-class sigmoid + BCE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from torch import nn
+
+from arginator.config import ModelConfig, Task, TrainConfig
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+def output_size(task: str, num_classes: int) -> int:
+    """Logits the head produces: one for binary, one per class otherwise."""
+    return 1 if task == "binary" else num_classes
+
+
+class FFNN(nn.Module):
+    """Linear -> norm -> activation -> dropout blocks, then a linear head producing logits."""
+
+    def __init__(self, input_dim: int, num_outputs: int, config: ModelConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = input_dim
+        for hidden in config.hidden_sizes:
+            layers.append(nn.Linear(width, hidden))
+            if config.norm == "batch":
+                layers.append(nn.BatchNorm1d(hidden))
+            elif config.norm == "layer":
+                layers.append(nn.LayerNorm(hidden))
+            layers.append(ACTIVATIONS[config.activation]())
+            if config.dropout > 0:
+                layers.append(nn.Dropout(config.dropout))
+            width = hidden
+        layers.append(nn.Linear(width, num_outputs))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, input_dim) -> (batch, num_outputs) logits."""
+        return self.layers(x)
+
+
+def logits_to_probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
+    """Softmax for multiclass; sigmoid otherwise (binary gives P(positive) in one column)."""
+    return torch.softmax(logits, dim=1) if task == "multiclass" else torch.sigmoid(logits)
+
+
+class EmbeddingClassifier(L.LightningModule):
+    """Lightning wrapper: loss per task, class weights, optimiser, and validation macro-F1 per epoch.
+
+    Its hyperparameters (configs, class list, input dimension, task) are stored in every checkpoint, so a checkpoint
+    is enough to rebuild the model.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        classes: list[str],
+        task: Task,
+        model_config: dict[str, Any],
+        train_config: dict[str, Any],
+        class_weights: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.task = task
+        self.classes = classes
+        self.train_config = TrainConfig.model_validate(train_config)
+        self.net = FFNN(input_dim, output_size(task, len(classes)), ModelConfig.model_validate(model_config))
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        if task == "multiclass":
+            self.loss_fn: nn.Module = nn.CrossEntropyLoss(weight=weights)
+        else:
+            # For sigmoid heads the weight is the positive-class weight (negatives per positive).
+            self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weights)
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits; squeezed to (batch,) for the binary head."""
+        logits = self.net(x)
+        return logits.squeeze(1) if self.task == "binary" else logits
+
+    def _common_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        if stage == "val":
+            self._val_outputs.append((logits.detach(), y))
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """One optimisation step."""
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Validation loss, and logits kept for the epoch's macro-F1."""
+        return self._common_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        """Macro-F1 over the whole validation split, once per epoch (cheaper than per-step metric objects)."""
+        if not self._val_outputs:
+            return
+        logits = torch.cat([out[0] for out in self._val_outputs])
+        y = torch.cat([out[1] for out in self._val_outputs]).numpy()
+        self._val_outputs.clear()
+        if self.task == "multiclass":
+            predicted = logits.argmax(dim=1).numpy()
+        else:
+            predicted = (logits > 0).numpy().astype(np.float32)
+        self.log("val_macro_f1", float(f1_score(y, predicted, average="macro", zero_division=0)), prog_bar=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """AdamW with the configured learning rate and weight decay."""
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.train_config.learning_rate, weight_decay=self.train_config.weight_decay
+        )
+
+    @torch.no_grad()
+    def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Probabilities in eval mode: (n, C) for multiclass/multilabel, (n,) P(positive) for binary."""
+        self.eval()
+        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        chunks = [logits_to_probabilities(self(tensor[i : i + batch_size]), self.task) for i in range(0, len(x), batch_size)]
+        return torch.cat(chunks).numpy() if chunks else np.zeros((0,), dtype=np.float32)
+
+
+class LogisticBaseline:
+    """Logistic regression on standardised embeddings, fitted on the same split; serialised as plain JSON.
+
+    Follows the scikit-learn conventions: `fit` returns self, learned state ends in `_`, `classes_` orders the
+    probability columns. Multilabel fits one binary model per class.
+    """
+
+    def __init__(self, task: Task, classes: list[str], c: float = 1.0, max_iter: int = 1000, balanced: bool = True) -> None:
+        self.task = task
+        self.classes = classes
+        self.c = c
+        self.max_iter = max_iter
+        self.balanced = balanced
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> LogisticBaseline:
+        """Standardise with training statistics, then fit the logistic model(s)."""
+        self.mean_ = x.mean(axis=0)
+        self.scale_ = x.std(axis=0)
+        self.scale_[self.scale_ == 0] = 1.0
+        z = (x - self.mean_) / self.scale_
+        weight = "balanced" if self.balanced else None
+        if self.task == "multilabel":
+            coefs, intercepts = [], []
+            for column in range(y.shape[1]):
+                if len(np.unique(y[:, column])) < 2:  # a label always on or always off in training: constant logit
+                    coefs.append(np.zeros(x.shape[1]))
+                    intercepts.append(30.0 if y[0, column] else -30.0)
+                    continue
+                model = LogisticRegression(C=self.c, max_iter=self.max_iter, class_weight=weight).fit(z, y[:, column])
+                coefs.append(model.coef_[0])
+                intercepts.append(model.intercept_[0])
+            self.coef_, self.intercept_ = np.stack(coefs), np.array(intercepts)
+        else:
+            model = LogisticRegression(C=self.c, max_iter=self.max_iter, class_weight=weight).fit(z, y)
+            self.coef_, self.intercept_ = model.coef_, model.intercept_
+            if self.task == "multiclass" and self.coef_.shape[0] == 1:
+                # sklearn stores two classes as one logit; softmax([0, z]) == sigmoid(z) keeps the same probabilities.
+                self.coef_ = np.vstack([np.zeros_like(self.coef_), self.coef_])
+                self.intercept_ = np.concatenate([[0.0], self.intercept_])
+            if self.task == "multiclass" and len(model.classes_) != len(self.classes):
+                # A class absent from training gets no column from sklearn: give it a never-chosen row.
+                full_coef = np.zeros((len(self.classes), x.shape[1]))
+                full_intercept = np.full(len(self.classes), -1e9)
+                full_coef[model.classes_] = self.coef_
+                full_intercept[model.classes_] = self.intercept_
+                self.coef_, self.intercept_ = full_coef, full_intercept
+        self.classes_ = list(self.classes)
+        return self
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        """Logits: (n, C), or (n,) for binary."""
+        logits = ((x - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
+        return logits[:, 0] if self.task == "binary" else logits
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Same shapes as `EmbeddingClassifier.predict_proba`."""
+        logits = torch.from_numpy(self.decision_function(np.asarray(x, dtype=np.float64)))
+        if self.task == "binary":
+            return torch.sigmoid(logits).numpy()
+        return logits_to_probabilities(logits, self.task).numpy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to predict, as JSON-serialisable lists (no pickle)."""
+        return {
+            "kind": "logistic_regression",
+            "task": self.task,
+            "classes": self.classes_,
+            "params": {"c": self.c, "max_iter": self.max_iter, "balanced": self.balanced},
+            "mean": self.mean_.tolist(),
+            "scale": self.scale_.tolist(),
+            "coef": np.asarray(self.coef_).tolist(),
+            "intercept": np.asarray(self.intercept_).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> LogisticBaseline:
+        """Rebuild a fitted baseline from `to_dict` output."""
+        params = state["params"]
+        model = cls(state["task"], state["classes"], params["c"], params["max_iter"], params["balanced"])
+        model.mean_ = np.array(state["mean"])
+        model.scale_ = np.array(state["scale"])
+        model.coef_ = np.array(state["coef"])
+        model.intercept_ = np.array(state["intercept"])
+        model.classes_ = list(state["classes"])
+        return model

@@ -1,0 +1,83 @@
+"""Figures from numbers computed elsewhere: confusion matrices, precision-recall curves, learning curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def confusion_matrices(matrices: dict[str, np.ndarray], classes: list[str], task: str, path: Path) -> None:
+    """One panel per model; multilabel shows per-label [[TN, FP], [FN, TP]] summed as a label x outcome table."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(5.2 * len(matrices), 4.6), squeeze=False)
+    for ax, (name, matrix) in zip(axes[0], matrices.items(), strict=True):
+        if task == "multilabel":
+            # rows: labels; columns: TN, FP, FN, TP
+            table = matrix.reshape(len(classes), 4)
+            image = ax.imshow(table, cmap="Blues")
+            ax.set_xticks(range(4), ["TN", "FP", "FN", "TP"])
+            ax.set_yticks(range(len(classes)), classes)
+            values = table
+        else:
+            names = classes if task == "multiclass" else classes[:2]
+            image = ax.imshow(matrix, cmap="Blues")
+            ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+            ax.set_yticks(range(len(names)), names)
+            ax.set_xlabel("predicted")
+            ax.set_ylabel("true")
+            values = matrix
+        for (row, column), value in np.ndenumerate(values):
+            color = "white" if value > values.max() / 2 else "black"
+            ax.text(column, row, str(value), ha="center", va="center", color=color, fontsize=8)
+        ax.set_title(name)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def pr_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], path: Path) -> None:
+    """Precision against recall, one panel per model, one line per (positive) class."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4.4), squeeze=False)
+    for ax, (name, per_class) in zip(axes[0], curves.items(), strict=True):
+        for cls, (recall, precision) in per_class.items():
+            ax.plot(recall, precision, label=cls, linewidth=1.2)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title(f"{name}: precision-recall")
+        if per_class:
+            ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def learning_curves(metrics_csv: Path, path: Path) -> None:
+    """Training and validation loss per epoch, and validation macro-F1, from the CSV logger's file."""
+    fig, (loss_ax, f1_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    if metrics_csv.exists():
+        frame = pd.read_csv(metrics_csv)
+        per_epoch = frame.groupby("epoch").last() if "epoch" in frame.columns else frame
+        for column in ("train_loss", "val_loss"):
+            if column in per_epoch.columns:
+                series = per_epoch[column].dropna()
+                loss_ax.plot(series.index, series.values, marker="o", markersize=3, label=column)
+        if "val_macro_f1" in per_epoch.columns:
+            series = per_epoch["val_macro_f1"].dropna()
+            f1_ax.plot(series.index, series.values, marker="o", markersize=3, color="tab:green")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("loss")
+    loss_ax.legend()
+    f1_ax.set_xlabel("epoch")
+    f1_ax.set_ylabel("validation macro-F1")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
