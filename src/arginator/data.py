@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import math
 import re
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -226,10 +227,16 @@ def _table_from_frame(frame: pd.DataFrame, config: DataConfig, path: Path) -> Em
 
 
 def _read_npz(path: Path, config: DataConfig) -> EmbeddingTable:
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"cannot read {path.name}: not an NPZ (zip) archive")
     try:
         archive = np.load(path, allow_pickle=False)
         arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(f"{path.name} holds object (pickled) arrays, which are refused: save text as arr.astype(str)") from None
+        raise DataError(f"cannot read {path.name}: {exc}") from None
+    except (OSError, EOFError) as exc:
         raise DataError(f"cannot read {path.name}: {exc}") from None
     vector_key = next((key for key in ("embeddings", "vectors", "X") if key in arrays), None)
     label_key = next((key for key in (config.label_column, "labels", "y") if key in arrays), None)
@@ -452,17 +459,24 @@ def make_split(table: EmbeddingTable, config: DataConfig) -> np.ndarray:
     val_share = config.val_fraction / (1 - config.test_fraction)
     if table.groups is None:
         keys = _stratify_keys(table.labels, minimum=3)
-        rest, test = train_test_split(index, test_size=config.test_fraction, random_state=config.seed, stratify=keys)
-        rest_keys = keys[rest] if keys is not None else None
-        if rest_keys is not None and min(Counter(rest_keys.tolist()).values()) < 2:
-            rest_keys = None
-        train, val = train_test_split(rest, test_size=val_share, random_state=config.seed, stratify=rest_keys)
+        rest, test = _holdout(index, config.test_fraction, config.seed, keys)
+        train, val = _holdout(rest, val_share, config.seed, keys[rest] if keys is not None else None)
     else:
         test, rest = _group_holdout(index, table, config.test_fraction, config.seed)
         val, train = _group_holdout(rest, table, val_share, config.seed)
     assignment[test] = "test"
     assignment[val] = "val"
     return assignment
+
+
+def _holdout(
+    index: np.ndarray, fraction: float, seed: int, keys: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random (kept, held) parts of `index`, stratified by `keys` unless the data is too small for that."""
+    try:
+        return tuple(train_test_split(index, test_size=fraction, random_state=seed, stratify=keys))
+    except ValueError:  # fewer rows per class than splits need: plain random split
+        return tuple(train_test_split(index, test_size=fraction, random_state=seed))
 
 
 def _group_holdout(index: np.ndarray, table: EmbeddingTable, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
@@ -192,10 +193,8 @@ def train_run(data_path: Path | str | None, config: RunConfig | None, run_dir: P
         raise ConfigError(f"{run_dir} already holds a trained run: pass --resume to continue it, or another --out")
     if config is None or data_path is None:
         raise ConfigError("train_run needs data and a configuration")
-    run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-
-    data = prepare_dataset(data_path, config.data, run_dir / "split.csv")
+    data = prepare_dataset(data_path, config.data, run_dir / "split.csv")  # validates before anything is written
     classes, task = data.targets.classes, config.data.task
     x_train, y_train = data.arrays("train")
     save_config(config, run_dir / "config.yaml")
@@ -246,7 +245,16 @@ def train_run(data_path: Path | str | None, config: RunConfig | None, run_dir: P
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
         default_root_dir=run_dir,
     )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last_checkpoint if resume else None)
+    metrics_csv = run_dir / "logs" / "metrics.csv"
+    earlier_epochs = pd.read_csv(metrics_csv) if resume and metrics_csv.exists() else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # Lightning vs newer torch; harmless
+        if resume:  # the run's folders exist by design when resuming
+            warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last_checkpoint if resume else None)
+    if earlier_epochs is not None and metrics_csv.exists():
+        # The CSV logger starts a new file on resume; keep one learning curve for the whole run.
+        pd.concat([earlier_epochs, pd.read_csv(metrics_csv)], ignore_index=True).to_csv(metrics_csv, index=False)
     best = Path(checkpoint.best_model_path or last_checkpoint)
 
     # Evaluate the best epoch's weights, not the last epoch's.

@@ -1,0 +1,87 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arginator.config import load_config
+from arginator.errors import DataError
+from arginator.evaluate import evaluate_run, expected_calibration_error, predict_labels, score
+from arginator.train import train_run
+from tests.conftest import FAST, random_vectors, write_class_file
+
+
+@pytest.fixture(scope="module")
+def trained_run(seed_layout, tmp_path_factory):
+    run = tmp_path_factory.mktemp("eval") / "run"
+    train_run(seed_layout, load_config(overrides=[*FAST, "train.max_epochs=8"]), run)
+    return run
+
+
+def test_perfect_multiclass_scores():
+    y = np.array([0, 1, 2, 2])
+    probabilities = np.eye(3)[y] * 0.98 + 0.01 / 1.5
+    result = score(y, probabilities, "multiclass", ["a", "b", "c"], [])
+    metrics = result.metrics
+    assert metrics["accuracy"] == metrics["macro_f1"] == metrics["mcc"] == 1.0
+    assert metrics["pr_auc"] == 1.0
+    assert metrics["per_class"]["c"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}
+    assert result.confusion.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 2]]
+
+
+def test_binary_scores_use_tuned_threshold_and_report_default():
+    y = np.array([0, 0, 1, 1], dtype=np.float32)
+    p = np.array([0.1, 0.2, 0.3, 0.9])
+    metrics = score(y, p, "binary", ["non", "arg"], [0.25]).metrics
+    assert metrics["accuracy"] == 1.0
+    assert metrics["at_threshold_0.5"]["accuracy"] == 0.75
+    assert list(metrics["per_class"]) == ["non", "arg"]
+    assert metrics["pr_auc_per_class"] == {"arg": 1.0}
+
+
+def test_multilabel_scores():
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=np.float32)
+    p = np.array([[0.9, 0.2], [0.1, 0.8], [0.7, 0.4], [0.2, 0.1]])
+    metrics = score(y, p, "multilabel", ["x", "y"], [0.5, 0.5]).metrics
+    assert metrics["accuracy"] == 0.75  # exact-match ratio: row 3 misses label y
+    assert metrics["per_class"]["y"]["recall"] == 0.5
+    np.testing.assert_array_equal(predict_labels(p, "multilabel", [0.5, 0.3]), [[1, 0], [0, 1], [1, 1], [0, 0]])
+
+
+def test_expected_calibration_error():
+    confidence = np.array([0.9] * 10)
+    assert expected_calibration_error(confidence, np.array([1.0] * 9 + [0.0])) == pytest.approx(0.0)
+    assert expected_calibration_error(confidence, np.zeros(10)) == pytest.approx(0.9)
+
+
+def test_evaluate_run_writes_metrics_figures_and_report(trained_run):
+    metrics = evaluate_run(trained_run)
+    stored = json.loads((trained_run / "metrics.json").read_text())
+    assert stored["ffnn"]["accuracy"] == metrics["ffnn"]["accuracy"]
+    test_rows = (pd.read_csv(trained_run / "split.csv")["split"] == "test").sum()
+    for model in ("ffnn", "baseline"):
+        entry = stored[model]
+        assert entry["n"] == test_rows
+        assert {"accuracy", "macro_f1", "mcc", "per_class", "pr_auc", "ece"} <= set(entry)
+        assert set(entry["per_class"]) == {"a", "b", "c", "d", "non"}
+    for figure in ("confusion_matrix.png", "pr_curves.png", "learning_curves.png"):
+        path = trained_run / "figures" / figure
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    report = (trained_run / "report.md").read_text()
+    assert "| ffnn |" in report and "| baseline |" in report and f"{metrics['ffnn']['macro_f1']:.3f}" in report
+
+
+def test_evaluate_on_external_data(trained_run, seed_layout, tmp_path):
+    metrics = evaluate_run(trained_run, seed_layout)
+    assert metrics["evaluated_on"]["rows"] == "all" and metrics["ffnn"]["n"] == 120
+
+
+def test_evaluate_rejects_unknown_label_and_wrong_dimension(trained_run, tmp_path):
+    write_class_file(tmp_path / "card_class_zzz_embeddings.h5", random_vectors("z", 3))
+    with pytest.raises(DataError, match=r"unknown label 'zzz' for id 'sp\|z0000\|Z_ECOLI'.*model knows \['a', 'b', 'c', 'd', 'non'\]"):
+        evaluate_run(trained_run, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    write_class_file(other / "card_class_a_embeddings.h5", random_vectors("a", 3, dim=64))
+    with pytest.raises(DataError, match=r"expected 1024 values per row \(the model's input\), got 64"):
+        evaluate_run(trained_run, other)
