@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-from arginator.sources import write_example_dataset  # noqa: E402
+from arginator.sources import write_example_dataset
 
 DIM = 1024
 SMALL_CLASSES = {"a": 24, "b": 16, "c": 16, "d": 16, "non": 48}

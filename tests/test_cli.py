@@ -17,19 +17,25 @@ SET_FAST = [arg for override in FAST for arg in ("--set", override)]
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = os.environ | {"WANDB_MODE": "disabled"}
-    return subprocess.run([sys.executable, "-m", "arginator.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "arginator.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def assert_complete_run(run: Path) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"ffnn", "baseline"} <= set(metrics)
-    assert all((run / "figures" / name).exists() for name in ("confusion_matrix.png", "pr_curves.png", "learning_curves.png"))
+    assert all(
+        (run / "figures" / name).exists() for name in ("confusion_matrix.png", "pr_curves.png", "learning_curves.png")
+    )
     assert "| ffnn |" in (run / "report.md").read_text()
     return metrics
 
 
 def test_train_multiclass_on_seed_layout(seed_layout, tmp_path):
-    result = run_cli("train", "--data", str(seed_layout), "--task", "multiclass", *SET_FAST, "--out", "run", cwd=tmp_path)
+    result = run_cli(
+        "train", "--data", str(seed_layout), "--task", "multiclass", *SET_FAST, "--out", "run", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     metrics = assert_complete_run(tmp_path / "run")
     assert set(metrics["ffnn"]["per_class"]) == {"a", "b", "c", "d", "non"}
@@ -37,7 +43,19 @@ def test_train_multiclass_on_seed_layout(seed_layout, tmp_path):
 
 
 def test_train_binary_with_negative_class(seed_layout, tmp_path):
-    result = run_cli("train", "--data", str(seed_layout), "--task", "binary", "--negative", "non", *SET_FAST, "--out", "run", cwd=tmp_path)
+    result = run_cli(
+        "train",
+        "--data",
+        str(seed_layout),
+        "--task",
+        "binary",
+        "--negative",
+        "non",
+        *SET_FAST,
+        "--out",
+        "run",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     metrics = assert_complete_run(tmp_path / "run")
     assert metrics["evaluated_on"]["classes"] == ["non", "positive"]
@@ -83,7 +101,20 @@ def test_user_errors_are_one_line(args, message, tmp_path, monkeypatch):
 
 def test_evaluate_and_resume_commands(seed_layout, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = runner.invoke(app, ["train", "--data", str(seed_layout), *SET_FAST, "--set", "train.max_epochs=2", "--out", "run", "--no-evaluate"])
+    first = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(seed_layout),
+            *SET_FAST,
+            "--set",
+            "train.max_epochs=2",
+            "--out",
+            "run",
+            "--no-evaluate",
+        ],
+    )
     assert first.exit_code == 0, first.output
     assert not (tmp_path / "run" / "metrics.json").exists()
     resumed = runner.invoke(app, ["train", "--resume", "--out", "run", "--set", "train.max_epochs=3", "--no-evaluate"])

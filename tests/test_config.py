@@ -57,7 +57,7 @@ def test_pattern_needs_label_placeholder():
 
 @pytest.mark.parametrize("override", ["no_equals_sign", "=5"])
 def test_malformed_override(override):
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_override(override)
 
 

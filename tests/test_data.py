@@ -52,7 +52,9 @@ def test_hdf5_with_labels_csv_and_groups(tmp_path):
     vectors = random_vectors("p", 6)
     write_class_file(tmp_path / "all.h5", vectors)
     ids = list(vectors)
-    pd.DataFrame({"id": ids[::-1], "label": ["a", "b"] * 3, "cluster": [0, 0, 1, 1, 2, 2]}).to_csv(tmp_path / "labels.csv", index=False)
+    pd.DataFrame({"id": ids[::-1], "label": ["a", "b"] * 3, "cluster": [0, 0, 1, 1, 2, 2]}).to_csv(
+        tmp_path / "labels.csv", index=False
+    )
     config = DataConfig(labels_file=str(tmp_path / "labels.csv"), group_column="cluster")
     table = load_embeddings(tmp_path / "all.h5", config)
     assert list(table.ids) == ids[::-1]
@@ -71,7 +73,9 @@ def test_csv_table(tmp_path):
 def test_parquet_table_with_list_column(tmp_path):
     frame = table_frame()
     vectors = frame.iloc[:, 2:].to_numpy()
-    pd.DataFrame({"id": frame["id"], "label": frame["label"], "embedding": list(vectors)}).to_parquet(tmp_path / "t.parquet")
+    pd.DataFrame({"id": frame["id"], "label": frame["label"], "embedding": list(vectors)}).to_parquet(
+        tmp_path / "t.parquet"
+    )
     table = load_embeddings(tmp_path / "t.parquet", DataConfig())
     np.testing.assert_array_equal(table.vectors, vectors)
 
@@ -110,13 +114,18 @@ def test_wrong_dimension(class_dir):
     vectors = random_vectors("b", 3)
     vectors["sp|B9999|SHORT"] = np.zeros(DIM - 1)
     write_class_file(class_dir / "card_class_b_embeddings.h5", vectors)
-    with pytest.raises(DataError, match=r"expected 1024 values per row, got 1023 \(id 'sp\|B9999\|SHORT' in card_class_b_embeddings.h5\)"):
+    with pytest.raises(
+        DataError,
+        match=r"expected 1024 values per row, got 1023 \(id 'sp\|B9999\|SHORT' in card_class_b_embeddings.h5\)",
+    ):
         load_embeddings(class_dir, DataConfig())
 
 
 def test_mixed_dimension_across_files(class_dir):
     write_class_file(class_dir / "card_class_b_embeddings.h5", random_vectors("b", 3, dim=512))
-    with pytest.raises(DataError, match=r"expected 1024 values per row, got 512 \(id 'sp\|b0000\|B_ECOLI' in card_class_b"):
+    with pytest.raises(
+        DataError, match=r"expected 1024 values per row, got 512 \(id 'sp\|b0000\|B_ECOLI' in card_class_b"
+    ):
         load_embeddings(class_dir, DataConfig())
 
 
@@ -130,13 +139,18 @@ def test_non_finite_values(class_dir, value, kind):
     vectors = random_vectors("b", 3)
     vectors["sp|b0001|B_ECOLI"][17] = value
     write_class_file(class_dir / "card_class_b_embeddings.h5", vectors)
-    with pytest.raises(DataError, match=rf"id 'sp\|b0001\|B_ECOLI' in card_class_b_embeddings.h5 contains {kind} \(value 18 of 1024\)"):
+    with pytest.raises(
+        DataError, match=rf"id 'sp\|b0001\|B_ECOLI' in card_class_b_embeddings.h5 contains {kind} \(value 18 of 1024\)"
+    ):
         load_embeddings(class_dir, DataConfig())
 
 
 def test_duplicate_id_across_files(class_dir):
     write_class_file(class_dir / "card_class_b_embeddings.h5", random_vectors("a", 2, seed=9))
-    with pytest.raises(DataError, match=r"duplicate id 'sp\|a0000\|A_ECOLI' in card_class_b_embeddings.h5 \(already in card_class_a_embeddings.h5\)"):
+    with pytest.raises(
+        DataError,
+        match=r"duplicate id 'sp\|a0000\|A_ECOLI' in card_class_b_embeddings.h5 \(already in card_class_a_embeddings",
+    ):
         load_embeddings(class_dir, DataConfig())
 
 
@@ -169,7 +183,9 @@ def test_unknown_label_against_declared_classes(tmp_path):
 
 def test_unknown_negative_label(class_dir):
     table = load_embeddings(class_dir, DataConfig())
-    with pytest.raises(DataError, match=r"unknown label 'nonn' given as negative class; labels in classes: \['a', 'non'\]"):
+    with pytest.raises(
+        DataError, match=r"unknown label 'nonn' given as negative class; labels in classes: \['a', 'non'\]"
+    ):
         encode_targets(table, DataConfig(task="binary", negative=["nonn"]))
 
 
@@ -227,7 +243,9 @@ def test_labels_csv_mismatch(tmp_path):
     vectors = random_vectors("p", 4)
     write_class_file(tmp_path / "all.h5", vectors)
     ids = list(vectors)
-    pd.DataFrame({"id": [*ids[:3], "sp|GHOST|X"], "label": ["a", "b", "a", "b"]}).to_csv(tmp_path / "labels.csv", index=False)
+    pd.DataFrame({"id": [*ids[:3], "sp|GHOST|X"], "label": ["a", "b", "a", "b"]}).to_csv(
+        tmp_path / "labels.csv", index=False
+    )
     with pytest.raises(DataError, match=r"id 'sp\|GHOST\|X' in labels.csv has no embedding in all.h5"):
         load_embeddings(tmp_path / "all.h5", DataConfig(labels_file=str(tmp_path / "labels.csv")))
     pd.DataFrame({"id": ids[:3], "label": ["a", "b", "a"]}).to_csv(tmp_path / "labels.csv", index=False)
@@ -237,7 +255,7 @@ def test_labels_csv_mismatch(tmp_path):
 
 def test_unsupported_and_missing_paths(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
-    with pytest.raises(DataError, match="unsupported data file x.txt"):
+    with pytest.raises(DataError, match=r"unsupported data file x\.txt"):
         load_embeddings(tmp_path / "x.txt", DataConfig())
     with pytest.raises(DataError, match="data path not found"):
         load_embeddings(tmp_path / "absent", DataConfig())
@@ -350,7 +368,10 @@ def test_tensor_batches_cover_every_row_once_in_seeded_order():
 
 
 def test_datamodule_exposes_shapes():
-    arrays = {"train": (np.zeros((6, 5), np.float32), np.zeros(6, np.int64)), "val": (np.zeros((2, 5), np.float32), np.zeros(2, np.int64))}
+    arrays = {
+        "train": (np.zeros((6, 5), np.float32), np.zeros(6, np.int64)),
+        "val": (np.zeros((2, 5), np.float32), np.zeros(2, np.int64)),
+    }
     module = EmbeddingDataModule(arrays, batch_size=4)
     assert module.embedding_dim == 5
     x, y = next(iter(module.train_dataloader()))

@@ -78,7 +78,9 @@ def test_evaluate_on_external_data(trained_run, seed_layout, tmp_path):
 
 def test_evaluate_rejects_unknown_label_and_wrong_dimension(trained_run, tmp_path):
     write_class_file(tmp_path / "card_class_zzz_embeddings.h5", random_vectors("z", 3))
-    with pytest.raises(DataError, match=r"unknown label 'zzz' for id 'sp\|z0000\|Z_ECOLI'.*model knows \['a', 'b', 'c', 'd', 'non'\]"):
+    with pytest.raises(
+        DataError, match=r"unknown label 'zzz' for id 'sp\|z0000\|Z_ECOLI'.*model knows \['a', 'b', 'c', 'd', 'non'\]"
+    ):
         evaluate_run(trained_run, tmp_path)
     other = tmp_path / "other"
     other.mkdir()

@@ -41,7 +41,13 @@ def test_ffnn_layers_follow_config(norm, activation):
     [
         ("multiclass", ["a", "b", "c"], torch.tensor([0, 2, 1, 1]), torch.nn.CrossEntropyLoss, (4, 3)),
         ("binary", ["non", "arg"], torch.tensor([0.0, 1.0, 1.0, 0.0]), torch.nn.BCEWithLogitsLoss, (4,)),
-        ("multilabel", ["a", "b", "c"], torch.tensor([[1.0, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]]), torch.nn.BCEWithLogitsLoss, (4, 3)),
+        (
+            "multilabel",
+            ["a", "b", "c"],
+            torch.tensor([[1.0, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]]),
+            torch.nn.BCEWithLogitsLoss,
+            (4, 3),
+        ),
     ],
 )
 def test_heads_and_losses(task, classes, target, loss_type, shape):

@@ -14,7 +14,15 @@ from tests.conftest import FAST
 def test_multiclass_run_writes_a_self_contained_model(seed_layout, tmp_path):
     run = tmp_path / "run"
     result = train_run(seed_layout, load_config(overrides=FAST), run)
-    for name in ("config.yaml", "run.json", "split.csv", "model.ckpt", "baseline.json", "logs/metrics.csv", "checkpoints/last.ckpt"):
+    for name in (
+        "config.yaml",
+        "run.json",
+        "split.csv",
+        "model.ckpt",
+        "baseline.json",
+        "logs/metrics.csv",
+        "checkpoints/last.ckpt",
+    ):
         assert (run / name).exists(), name
     assert result.best_checkpoint.exists()
     state = torch.load(run / "model.ckpt", weights_only=True)  # no pickle needed to read it

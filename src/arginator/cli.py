@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -41,13 +42,19 @@ def _fail(exc: Exception) -> typer.Exit:
 
 def _summary(metrics: dict) -> str:
     header = f"{'model':<9} {'accuracy':>9} {'macro_f1':>9} {'mcc':>7}"
-    rows = [f"{name:<9} {m['accuracy']:>9.3f} {m['macro_f1']:>9.3f} {m['mcc']:>7.3f}" for name, m in metrics.items() if name != "evaluated_on"]
+    rows = [
+        f"{name:<9} {m['accuracy']:>9.3f} {m['macro_f1']:>9.3f} {m['mcc']:>7.3f}"
+        for name, m in metrics.items()
+        if name != "evaluated_on"
+    ]
     return "\n".join([header, *rows])
 
 
 @app.command()
 def train(
-    data: Annotated[Path | None, typer.Option(help="Per-class HDF5 directory, HDF5 file, or CSV/Parquet/NPZ table.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Per-class HDF5 directory, HDF5 file, or CSV/Parquet/NPZ table.")
+    ] = None,
     task: Annotated[str | None, typer.Option(help="multiclass | binary | multilabel (default: from config).")] = None,
     negative: Annotated[list[str] | None, typer.Option(help="Binary task: label(s) of the negative class.")] = None,
     positive: Annotated[list[str] | None, typer.Option(help="Binary task: label(s) of the positive class.")] = None,
@@ -55,6 +62,7 @@ def train(
     set_: Overrides = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default: models/<data>-<task>).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Delete an existing run in --out first.")] = False,
     evaluate: Annotated[bool, typer.Option(help="Evaluate both models on the test split afterwards.")] = True,
 ) -> None:
     """Train the FFNN and the logistic-regression baseline, then evaluate both on the test split."""
@@ -84,6 +92,10 @@ def train(
         from arginator.evaluate import evaluate_run
         from arginator.train import train_run
 
+        if overwrite and not resume and out.exists():
+            if not (out / "config.yaml").exists():
+                raise ArginatorError(f"--overwrite refuses to delete {out}: it is not a run directory")
+            shutil.rmtree(out)
         typer.echo(f"training into {out}", err=True)
         result = train_run(data, run_config, out, resume=resume)
         typer.echo(f"trained {result.epochs_trained} epochs; best checkpoint {result.best_checkpoint}", err=True)

@@ -101,7 +101,7 @@ def _label_regex(pattern: str) -> re.Pattern[str]:
 
 
 def read_class_directory(directory: Path, config: DataConfig) -> EmbeddingTable:
-    """Read a directory of per-class HDF5 files, e.g. `card_class_a_embeddings.h5` ... `card_class_non_embeddings.h5`."""
+    """Read a directory of per-class HDF5 files, e.g. `card_class_a_embeddings.h5` and its siblings."""
     regex = _label_regex(config.file_pattern)
     matches = [(regex.match(p.name), p) for p in sorted(directory.iterdir()) if p.is_file() and regex.match(p.name)]
     if not matches:
@@ -144,7 +144,9 @@ def _parse_labels(raw: list[str], config: DataConfig, source: str, ids: np.ndarr
     parsed = []
     for row, value in enumerate(raw):
         value = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
-        parts = [part.strip() for part in value.split(config.label_separator)] if config.task == "multilabel" else [value]
+        parts = (
+            [part.strip() for part in value.split(config.label_separator)] if config.task == "multilabel" else [value]
+        )
         parts = [part for part in parts if part]
         if not parts:
             raise DataError(f"row {row + 1} (id '{ids[row]}') of {source} has no label")
@@ -155,7 +157,9 @@ def _parse_labels(raw: list[str], config: DataConfig, source: str, ids: np.ndarr
 def read_hdf5_with_labels(h5_path: Path, config: DataConfig) -> EmbeddingTable:
     """Read one HDF5 file (one dataset per id) and take labels and optional groups from `data.labels_file`."""
     if config.labels_file is None:
-        raise DataError(f"{h5_path.name} is a single HDF5 file: set data.labels_file to a CSV with id and label columns")
+        raise DataError(
+            f"{h5_path.name} is a single HDF5 file: set data.labels_file to a CSV with id and label columns"
+        )
     labels_path = Path(config.labels_file)
     frame = _read_label_frame(labels_path, config, "labels file")
     if config.label_column not in frame.columns:
@@ -169,11 +173,15 @@ def read_hdf5_with_labels(h5_path: Path, config: DataConfig) -> EmbeddingTable:
     position = {sample_id: i for i, sample_id in enumerate(ids)}
     missing = [sample_id for sample_id in frame[config.id_column] if sample_id not in position]
     if missing:
-        raise DataError(f"id '{missing[0]}' in {labels_path.name} has no embedding in {h5_path.name} ({len(missing)} such ids)")
+        raise DataError(
+            f"id '{missing[0]}' in {labels_path.name} has no embedding in {h5_path.name} ({len(missing)} such ids)"
+        )
     unlabelled = set(ids) - set(frame[config.id_column])
     if unlabelled:
         first = sorted(unlabelled)[0]
-        raise DataError(f"id '{first}' in {h5_path.name} has no label in {labels_path.name} ({len(unlabelled)} such ids)")
+        raise DataError(
+            f"id '{first}' in {h5_path.name} has no label in {labels_path.name} ({len(unlabelled)} such ids)"
+        )
     order = [position[sample_id] for sample_id in frame[config.id_column]]
     table_ids = frame[config.id_column].to_numpy(dtype=object)
     labels = _parse_labels(frame[config.label_column].tolist(), config, labels_path.name, table_ids)
@@ -207,7 +215,9 @@ def _table_from_frame(frame: pd.DataFrame, config: DataConfig, path: Path) -> Em
         bad = np.flatnonzero(lengths != dim)
         if len(bad):
             row = int(bad[0])
-            raise DataError(f"expected {dim} values per row, got {lengths[row]} (row {row + 1}, id '{ids[row]}' of {path.name})")
+            raise DataError(
+                f"expected {dim} values per row, got {lengths[row]} (row {row + 1}, id '{ids[row]}' of {path.name})"
+            )
         vectors = np.stack(frame["embedding"].map(lambda v: np.asarray(v, dtype=np.float32)).to_list())
     else:  # one numeric column per dimension
         value_columns = [column for column in frame.columns if column not in meta]
@@ -234,7 +244,9 @@ def _read_npz(path: Path, config: DataConfig) -> EmbeddingTable:
         arrays = {key: archive[key] for key in archive.files}
     except ValueError as exc:
         if "allow_pickle" in str(exc):
-            raise DataError(f"{path.name} holds object (pickled) arrays, which are refused: save text as arr.astype(str)") from None
+            raise DataError(
+                f"{path.name} holds object (pickled) arrays, which are refused: save text as arr.astype(str)"
+            ) from None
         raise DataError(f"cannot read {path.name}: {exc}") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"cannot read {path.name}: {exc}") from None
@@ -275,7 +287,9 @@ def read_table(path: Path, config: DataConfig) -> EmbeddingTable:
             frame = pd.read_csv(path, dtype={config.id_column: str, config.label_column: str}, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DataError(f"cannot read {path.name}: {exc}") from None
-        value_columns = [c for c in frame.columns if c not in {config.id_column, config.label_column, config.group_column}]
+        value_columns = [
+            c for c in frame.columns if c not in {config.id_column, config.label_column, config.group_column}
+        ]
         frame[value_columns] = frame[value_columns].replace("", np.nan)
     return _table_from_frame(frame, config, path)
 
@@ -303,7 +317,9 @@ def _attach_groups(table: EmbeddingTable, config: DataConfig) -> EmbeddingTable:
     if config.labels_file is None:
         raise DataError(f"data.group_column is '{config.group_column}' but no data.labels_file gives groups per id")
     frame = _read_label_frame(Path(config.labels_file), config, "labels file")
-    groups = dict(zip(frame[config.id_column], _group_column(frame, config, Path(config.labels_file).name), strict=True))
+    groups = dict(
+        zip(frame[config.id_column], _group_column(frame, config, Path(config.labels_file).name), strict=True)
+    )
     missing = [sample_id for sample_id in table.ids if sample_id not in groups]
     if missing:
         raise DataError(f"id '{missing[0]}' has no group in {config.labels_file} ({len(missing)} such ids)")
@@ -383,7 +399,9 @@ def encode_targets(table: EmbeddingTable, config: DataConfig, classes: list[str]
         for row, labels in enumerate(table.labels):
             for label in labels:
                 if label not in index:
-                    raise DataError(f"unknown label '{label}' for id '{table.ids[row]}' in {source}; model knows {classes}")
+                    raise DataError(
+                        f"unknown label '{label}' for id '{table.ids[row]}' in {source}; model knows {classes}"
+                    )
                 y[row, index[label]] = 1.0
         return Targets(list(classes), y, np.ones(len(table), dtype=bool))
     _check_single_label(table)
@@ -394,8 +412,12 @@ def encode_targets(table: EmbeddingTable, config: DataConfig, classes: list[str]
         unknown = [label for label in flat if label not in index]
         if unknown:
             row = int(np.flatnonzero(flat == unknown[0])[0])
-            raise DataError(f"unknown label '{unknown[0]}' for id '{table.ids[row]}' in {source}; model knows {classes}")
-        return Targets(list(classes), np.array([index[label] for label in flat], dtype=np.int64), np.ones(len(flat), bool))
+            raise DataError(
+                f"unknown label '{unknown[0]}' for id '{table.ids[row]}' in {source}; model knows {classes}"
+            )
+        return Targets(
+            list(classes), np.array([index[label] for label in flat], dtype=np.int64), np.ones(len(flat), bool)
+        )
     return _encode_binary(flat, present, config, classes, source)
 
 
@@ -460,18 +482,16 @@ def make_split(table: EmbeddingTable, config: DataConfig) -> np.ndarray:
     if table.groups is None:
         keys = _stratify_keys(table.labels, minimum=3)
         rest, test = _holdout(index, config.test_fraction, config.seed, keys)
-        train, val = _holdout(rest, val_share, config.seed, keys[rest] if keys is not None else None)
+        _, val = _holdout(rest, val_share, config.seed, keys[rest] if keys is not None else None)
     else:
         test, rest = _group_holdout(index, table, config.test_fraction, config.seed)
-        val, train = _group_holdout(rest, table, val_share, config.seed)
+        val, _ = _group_holdout(rest, table, val_share, config.seed)
     assignment[test] = "test"
     assignment[val] = "val"
     return assignment
 
 
-def _holdout(
-    index: np.ndarray, fraction: float, seed: int, keys: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
+def _holdout(index: np.ndarray, fraction: float, seed: int, keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Random (kept, held) parts of `index`, stratified by `keys` unless the data is too small for that."""
     try:
         return tuple(train_test_split(index, test_size=fraction, random_state=seed, stratify=keys))
@@ -479,7 +499,9 @@ def _holdout(
         return tuple(train_test_split(index, test_size=fraction, random_state=seed))
 
 
-def _group_holdout(index: np.ndarray, table: EmbeddingTable, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _group_holdout(
+    index: np.ndarray, table: EmbeddingTable, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Hold out about `fraction` of `index` as whole groups, stratified by label where group sizes allow."""
     groups = table.groups[index]
     n_groups = len(set(groups.tolist()))

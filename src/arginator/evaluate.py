@@ -66,7 +66,9 @@ def _calibration(y: np.ndarray, probabilities: np.ndarray, task: str) -> float:
     return float(np.mean(columns))
 
 
-def _one_vs_rest(y: np.ndarray, probabilities: np.ndarray, task: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _one_vs_rest(
+    y: np.ndarray, probabilities: np.ndarray, task: str, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-class binary truth and scores: (n, C) each; binary uses the positive class only."""
     if task == "multiclass":
         return np.eye(num_classes)[y], probabilities
@@ -111,7 +113,7 @@ def score(y: np.ndarray, probabilities: np.ndarray, task: str, classes: list[str
             pr_auc[name] = None  # undefined without positives
     defined = [value for value in pr_auc.values() if value is not None]
     metrics: dict[str, Any] = {
-        "n": int(len(y)),
+        "n": len(y),
         "accuracy": float(accuracy_score(truth, predicted)),
         "macro_f1": float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)),
         "mcc": mcc,
@@ -157,16 +159,17 @@ def evaluate_run(run_dir: Path | str, data_path: Path | str | None = None) -> di
     if data_path is None:
         data = prepare_dataset(info["data_path"], config.data, run_dir / "split.csv", classes=classes)
         x, y = data.arrays("test")
-        evaluated_on = {"data": info["data_path"], "rows": "test split", "n": int(len(x))}
+        evaluated_on = {"data": info["data_path"], "rows": "test split", "n": len(x)}
     else:
         table = load_embeddings(data_path, config.data.model_copy(update={"classes": None, "embedding_dim": None}))
         if table.embedding_dim != info["input_dim"]:
             raise DataError(
-                f"expected {info['input_dim']} values per row (the model's input), got {table.embedding_dim} ({Path(data_path).name})"
+                f"expected {info['input_dim']} values per row (the model's input), "
+                f"got {table.embedding_dim} ({Path(data_path).name})"
             )
         targets = encode_targets(table, config.data, classes=classes)
         x, y = table.vectors[targets.keep], targets.y
-        evaluated_on = {"data": str(Path(data_path).resolve()), "rows": "all", "n": int(len(x))}
+        evaluated_on = {"data": str(Path(data_path).resolve()), "rows": "all", "n": len(x)}
     log.info("evaluating on %d rows of %s", len(x), evaluated_on["data"])
     results = {
         "ffnn": score(y, module.predict_proba(x), task, classes, thresholds),
@@ -178,7 +181,9 @@ def evaluate_run(run_dir: Path | str, data_path: Path | str | None = None) -> di
 
     figures = run_dir / "figures"
     figures.mkdir(exist_ok=True)
-    visualize.confusion_matrices({name: results[name].confusion for name in MODELS}, classes, task, figures / "confusion_matrix.png")
+    visualize.confusion_matrices(
+        {name: results[name].confusion for name in MODELS}, classes, task, figures / "confusion_matrix.png"
+    )
     visualize.pr_curves({name: results[name].pr_curves for name in MODELS}, figures / "pr_curves.png")
     visualize.learning_curves(run_dir / "logs" / "metrics.csv", figures / "learning_curves.png")
     write_report(metrics, run_dir / "report.md")
@@ -195,7 +200,8 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
     lines = [
         "# arginator run report",
         "",
-        f"Task **{meta['task']}** on {meta['n']} rows ({meta['rows']}) of `{meta['data']}`; classes: {', '.join(meta['classes'])}.",
+        f"Task **{meta['task']}** on {meta['n']} rows ({meta['rows']}) of `{meta['data']}`; "
+        f"classes: {', '.join(meta['classes'])}.",
         "",
         "| model | " + " | ".join(HEADLINE) + " |",
         "|---|" + "---|" * len(HEADLINE),
@@ -211,11 +217,18 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
                 f"{name}: thresholds tuned on validation {metrics[name]['thresholds']}; "
                 f"at 0.5 accuracy {fixed['accuracy']:.3f}, macro-F1 {fixed['macro_f1']:.3f}."
             )
-    lines += ["", "## Per class (FFNN | baseline)", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Per class (FFNN | baseline)",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
     for cls, ffnn in metrics["ffnn"]["per_class"].items():
         base = metrics["baseline"]["per_class"][cls]
         lines.append(
-            f"| {cls} | {ffnn['precision']:.3f} \\| {base['precision']:.3f} | {ffnn['recall']:.3f} \\| {base['recall']:.3f} "
+            f"| {cls} | {ffnn['precision']:.3f} \\| {base['precision']:.3f} "
+            f"| {ffnn['recall']:.3f} \\| {base['recall']:.3f} "
             f"| {ffnn['f1']:.3f} \\| {base['f1']:.3f} | {ffnn['support']} |"
         )
     lines += [

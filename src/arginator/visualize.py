@@ -8,9 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 
 def confusion_matrices(matrices: dict[str, np.ndarray], classes: list[str], task: str, path: Path) -> None:

@@ -1,0 +1,95 @@
+"""Invoke tasks: the project's menu (`invoke --list`). Thin wrappers over the `arginator` CLI and the dev tools."""
+
+from __future__ import annotations
+
+from invoke import Context, task
+
+EXAMPLE_DIR = "data/example"
+EXAMPLE_CONFIG = "configs/data/example.yaml"
+
+
+def _sets(overrides: list[str] | None) -> str:
+    return " ".join(f"--set '{override}'" for override in overrides or [])
+
+
+@task
+def example(c: Context, out: str = EXAMPLE_DIR) -> None:
+    """Generate the example embeddings in the seed's per-class HDF5 layout."""
+    c.run(f"arginator example --out {out}", pty=False)
+
+
+@task(iterable=["set_"], help={"set_": "Override, e.g. train.max_epochs=20 (repeatable)."})
+def train(
+    c: Context,
+    data: str = EXAMPLE_DIR,
+    task_: str = "multiclass",
+    negative: str = "",
+    config: str = "",
+    set_: list[str] | None = None,
+    out: str = "",
+) -> None:
+    """Train the FFNN and the baseline and evaluate both (arginator train)."""
+    command = f"arginator train --data {data} --task {task_}"
+    command += f" --negative {negative}" if negative else ""
+    command += f" --config {config}" if config else ""
+    command += f" --out {out}" if out else ""
+    c.run(f"{command} {_sets(set_)}", pty=False)
+
+
+@task
+def evaluate(c: Context, run: str, data: str = "") -> None:
+    """Score a run's FFNN and baseline on its test split, or on --data (arginator evaluate)."""
+    c.run(f"arginator evaluate --run {run}" + (f" --data {data}" if data else ""), pty=False)
+
+
+@task
+def pipeline(c: Context) -> None:
+    """The main job: example data, then a multiclass and a binary (non vs. resistance classes) run, grouped split."""
+    example(c)
+    c.run(
+        f"arginator train --data {EXAMPLE_DIR} --config {EXAMPLE_CONFIG} --task multiclass "
+        "--out models/example-multiclass --overwrite"
+    )
+    c.run(
+        f"arginator train --data {EXAMPLE_DIR} --config {EXAMPLE_CONFIG} --task binary --negative non "
+        "--out models/example-binary --overwrite"
+    )
+
+
+@task
+def lint(c: Context) -> None:
+    """Ruff lint and format check."""
+    c.run("ruff check .")
+    c.run("ruff format --check .")
+
+
+@task
+def format(c: Context) -> None:
+    """Apply ruff's fixes and formatting."""
+    c.run("ruff check --fix .")
+    c.run("ruff format .")
+
+
+@task
+def test(c: Context) -> None:
+    """The test command: pytest (with coverage), then the lint."""
+    c.run("python -m pytest --cov=arginator --cov-report=term:skip-covered", pty=False)
+    lint(c)
+
+
+@task
+def docs(c: Context, serve: bool = False) -> None:
+    """Build the documentation site strictly (warnings are errors), or serve it live."""
+    c.run("mkdocs serve" if serve else "mkdocs build --strict", env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@task
+def bench_train(c: Context, pairs: int = 5) -> None:
+    """One epoch, Lightning vs a plain PyTorch loop (50k x 1024, batch 256) -> reports/benchmarks/train.md."""
+    c.run(f"python benchmarks/train_throughput.py --pairs {pairs}", pty=False)
+
+
+@task
+def precommit(c: Context) -> None:
+    """Run every pre-commit hook on all files (local hooks, works offline)."""
+    c.run("pre-commit run --all-files")
