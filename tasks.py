@@ -72,9 +72,9 @@ def format(c: Context) -> None:
 
 @task
 def test(c: Context) -> None:
-    """The test command: pytest (with coverage), then the lint."""
-    c.run("python -m pytest --cov=arginator --cov-report=term:skip-covered", pty=False)
+    """The test command: the lint, then pytest with coverage (its summary is the last line)."""
     lint(c)
+    c.run("python -m pytest --cov=arginator --cov-report=term:skip-covered", pty=False)
 
 
 @task
