@@ -44,7 +44,13 @@ def evaluate(c: Context, run: str, data: str = "") -> None:
 
 @task
 def pipeline(c: Context) -> None:
-    """The main job: example data, then a multiclass and a binary (non vs. resistance classes) run, grouped split."""
+    """The main job: `dvc repro`, every bundled dataset from raw data to reports (offline)."""
+    c.run("dvc repro", env={"HF_HUB_OFFLINE": "1"}, pty=False)
+
+
+@task
+def example_run(c: Context) -> None:
+    """A quick demo without DVC: generated seed-layout data, multiclass and binary runs with a grouped split."""
     example(c)
     c.run(
         f"arginator train --data {EXAMPLE_DIR} --config {EXAMPLE_CONFIG} --task multiclass "
@@ -87,6 +93,12 @@ def docs(c: Context, serve: bool = False) -> None:
 def bench_train(c: Context, pairs: int = 5) -> None:
     """One epoch, Lightning vs a plain PyTorch loop (50k x 1024, batch 256) -> reports/benchmarks/train.md."""
     c.run(f"python benchmarks/train_throughput.py --pairs {pairs}", pty=False)
+
+
+@task
+def bench_embed(c: Context) -> None:
+    """UniRep: bucketed batches vs stock get_reps on 200 proteins -> reports/benchmarks/embed_unirep.md."""
+    c.run("python benchmarks/embed_unirep.py", pty=False)
 
 
 @task

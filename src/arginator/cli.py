@@ -15,6 +15,8 @@ import typer
 
 from arginator.errors import ArginatorError
 
+DATASET_NAMES = ("arg-drugclass", "arg-drugclass-multilabel", "arg-binary", "betalactamase-ambler", "bbc-news")
+
 app = typer.Typer(
     help="Train, compare and evaluate classifiers of protein and text embeddings.",
     no_args_is_help=True,
@@ -61,6 +63,7 @@ def train(
     config: ConfigFiles = None,
     set_: Overrides = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default: models/<data>-<task>).")] = None,
+    split: Annotated[Path | None, typer.Option(help="Use this split file (from `arginator split`).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Delete an existing run in --out first.")] = False,
     evaluate: Annotated[bool, typer.Option(help="Evaluate both models on the test split afterwards.")] = True,
@@ -97,7 +100,7 @@ def train(
                 raise ArginatorError(f"--overwrite refuses to delete {out}: it is not a run directory")
             shutil.rmtree(out)
         typer.echo(f"training into {out}", err=True)
-        result = train_run(data, run_config, out, resume=resume)
+        result = train_run(data, run_config, out, resume=resume, split_file=split)
         typer.echo(f"trained {result.epochs_trained} epochs; best checkpoint {result.best_checkpoint}", err=True)
         if evaluate:
             metrics = evaluate_run(out)
@@ -111,13 +114,14 @@ def train(
 def evaluate_command(
     run: Annotated[Path, typer.Option(help="Run directory written by `arginator train`.")],
     data: Annotated[Path | None, typer.Option(help="External labelled data (default: the run's test split).")] = None,
+    report_dir: Annotated[Path | None, typer.Option(help="Where to write the results (default: the run).")] = None,
 ) -> None:
-    """Score the FFNN and the baseline; write metrics.json, figures/ and report.md into the run directory."""
+    """Score the FFNN and the baseline; write metrics.json, figures/ and report.md (into the run, or --report-dir)."""
     _setup_logging()
     try:
         from arginator.evaluate import evaluate_run
 
-        metrics = evaluate_run(run, data)
+        metrics = evaluate_run(run, data, report_dir)
         typer.echo(_summary(metrics))
     except ArginatorError as exc:
         raise _fail(exc) from None
@@ -133,6 +137,119 @@ def example(
 
     write_example_dataset(out, seed=seed)
     typer.echo(f"wrote example embeddings to {out}")
+
+
+@app.command()
+def prepare(
+    dataset: Annotated[str, typer.Option(help="Bundled dataset: " + ", ".join(DATASET_NAMES))],
+    out: Annotated[Path | None, typer.Option(help="Raw data directory to write (default data/raw/<dataset>).")] = None,
+    limit: Annotated[int, typer.Option(help="Keep at most this many records, stratified (0: all).")] = 0,
+) -> None:
+    """Write a bundled real dataset as sequences.fasta or texts.csv, plus labels.csv."""
+    _setup_logging()
+    try:
+        from arginator.sources import write_raw
+
+        target = write_raw(dataset, out or Path("data/raw") / dataset, limit=limit or None)
+        typer.echo(f"wrote {dataset} to {target}", err=True)
+    except ArginatorError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def embed(
+    raw: Annotated[Path, typer.Option(help="Raw data directory (sequences.fasta or texts.csv).")],
+    out: Annotated[Path, typer.Option(help="HDF5 file to write (one vector per id).")],
+    embedder: Annotated[str, typer.Option(help="unirep | minilm | transformers")] = "unirep",
+    size: Annotated[int, typer.Option(help="UniRep size: 64, 256 or 1900.")] = 256,
+    model: Annotated[str | None, typer.Option(help="transformers: local path or hub name of the model.")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Content cache directory ('' disables).")] = Path("data/cache"),
+) -> None:
+    """Embed sequences or texts into the id -> vector HDF5 layout."""
+    _setup_logging()
+    try:
+        from arginator.embed import embed_items, make_embedder
+        from arginator.sources import read_inputs
+
+        ids, items = read_inputs(raw)
+        options: dict[str, object] = {"size": size} if embedder == "unirep" else {}
+        if embedder == "transformers":
+            options["model"] = model
+        backend = make_embedder(embedder, **options)
+
+        def progress(done: int, total: int) -> None:
+            typer.echo(f"  embedded {done}/{total}", err=True)
+
+        embed_items(ids, items, backend, out, cache_dir=cache if cache and str(cache) else None, progress=progress)
+        typer.echo(f"wrote {len(ids)} {backend.name} vectors ({backend.dim} dims) to {out}", err=True)
+    except ArginatorError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def split(
+    data: Annotated[Path, typer.Option(help="Embeddings (any supported layout).")],
+    out: Annotated[Path, typer.Option(help="Split file for the grouped split.")],
+    config: ConfigFiles = None,
+    set_: Overrides = None,
+    method: Annotated[str, typer.Option(help="mmseqs | embedding | none (stratified only)")] = "mmseqs",
+    sequences: Annotated[Path | None, typer.Option(help="FASTA for mmseqs (default: next to labels).")] = None,
+    identity: Annotated[float, typer.Option(help="mmseqs minimum sequence identity.")] = 0.4,
+    min_cosine: Annotated[float, typer.Option(help="embedding method: link vectors at or above this cosine.")] = 0.95,
+    random_out: Annotated[Path | None, typer.Option(help="Also write a plain stratified split here.")] = None,
+) -> None:
+    """Write train/val/test splits: grouped by homology (or embedding similarity), and optionally a random one."""
+    _setup_logging()
+    try:
+        import numpy as np
+
+        from arginator.cluster import embedding_clusters, mmseqs_clusters
+        from arginator.config import load_config
+        from arginator.data import load_task_table, make_split, split_frame
+        from arginator.sources import read_inputs
+
+        run_config = load_config(config, set_)
+        table, _ = load_task_table(data, run_config.data)
+        if random_out is not None:
+            random_table = type(table)(table.ids, table.vectors, table.labels, None, table.source)
+            random_out.parent.mkdir(parents=True, exist_ok=True)
+            split_frame(random_table, make_split(random_table, run_config.data)).to_csv(random_out, index=False)
+        if method == "mmseqs":
+            fasta_dir = sequences.parent if sequences else Path(run_config.data.labels_file or data).parent
+            ids, seqs = read_inputs(fasta_dir)
+            by_id = dict(zip(ids, seqs, strict=True))
+            missing = [i for i in table.ids if i not in by_id]
+            if missing:
+                raise ArginatorError(f"id '{missing[0]}' has no sequence in {fasta_dir} ({len(missing)} such ids)")
+            groups = mmseqs_clusters(list(table.ids), [by_id[i] for i in table.ids], min_identity=identity)
+        elif method == "embedding":
+            groups = embedding_clusters(list(table.ids), table.vectors, min_cosine=min_cosine)
+        elif method == "none":
+            groups = None
+        else:
+            raise ArginatorError(f"unknown split method '{method}'; choose mmseqs, embedding or none")
+        if groups is not None:
+            table.groups = np.array([groups[i] for i in table.ids], dtype=object)
+        assignment = make_split(table, run_config.data)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        split_frame(table, assignment).to_csv(out, index=False)
+        n_groups = len(set(groups.values())) if groups else 0
+        typer.echo(f"wrote {out}: {len(table)} rows, {n_groups} groups ({method})", err=True)
+    except ArginatorError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def results(
+    reports: Annotated[Path, typer.Option(help="Directory of <dataset>-<split>/metrics.json.")] = Path("reports"),
+    out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("reports/results.md"),
+) -> None:
+    """Collect every run's metrics into one table: FFNN vs baseline, grouped vs random split."""
+    from arginator.evaluate import results_table
+
+    table = results_table(reports)
+    out.write_text("# Results\n\nTest-split figures per dataset; `grouped` keeps homologs on one side.\n\n" + table)
+    typer.echo(table)
 
 
 def main() -> None:

@@ -69,6 +69,8 @@ class ModelConfig(_Strict):
     dropout: float = Field(default=0.2, ge=0, lt=1)
     activation: Literal["relu", "gelu", "silu"] = "relu"
     norm: Literal["none", "batch", "layer"] = "batch"
+    # Standardise each input feature with training-set statistics (embeddings' scales vary widely between models).
+    standardize: bool = True
 
     @field_validator("hidden_sizes")
     @classmethod

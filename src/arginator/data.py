@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import math
 import re
 import zipfile
@@ -25,10 +26,12 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
+from sklearn.model_selection import train_test_split
 
 from arginator.config import DataConfig
 from arginator.errors import DataError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 TABLE_SUFFIXES = (".csv", ".parquet", ".npz")
@@ -475,17 +478,13 @@ def make_split(table: EmbeddingTable, config: DataConfig) -> np.ndarray:
     Grouped splits keep every member of a group (e.g. a sequence-identity cluster) on one side, so near-identical
     proteins never straddle train and test.
     """
-    n = len(table)
-    assignment = np.full(n, "train", dtype=object)
-    index = np.arange(n)
+    if table.groups is not None:
+        return _grouped_assignment(table, config)
+    assignment = np.full(len(table), "train", dtype=object)
+    keys = _stratify_keys(table.labels, minimum=3)
+    rest, test = _holdout(np.arange(len(table)), config.test_fraction, config.seed, keys)
     val_share = config.val_fraction / (1 - config.test_fraction)
-    if table.groups is None:
-        keys = _stratify_keys(table.labels, minimum=3)
-        rest, test = _holdout(index, config.test_fraction, config.seed, keys)
-        _, val = _holdout(rest, val_share, config.seed, keys[rest] if keys is not None else None)
-    else:
-        test, rest = _group_holdout(index, table, config.test_fraction, config.seed)
-        val, _ = _group_holdout(rest, table, val_share, config.seed)
+    _, val = _holdout(rest, val_share, config.seed, keys[rest] if keys is not None else None)
     assignment[test] = "test"
     assignment[val] = "val"
     return assignment
@@ -499,23 +498,39 @@ def _holdout(index: np.ndarray, fraction: float, seed: int, keys: np.ndarray | N
         return tuple(train_test_split(index, test_size=fraction, random_state=seed))
 
 
-def _group_holdout(
-    index: np.ndarray, table: EmbeddingTable, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out about `fraction` of `index` as whole groups, stratified by label where group sizes allow."""
-    groups = table.groups[index]
-    n_groups = len(set(groups.tolist()))
-    if n_groups < 2:
-        raise DataError(f"a grouped split needs at least 2 groups, the data has {n_groups}")
-    n_splits = max(2, round(1 / fraction))
-    keys = np.array([sorted(table.labels[i])[0] for i in index], dtype=object)
-    if n_groups >= n_splits:
-        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        held, kept = next((test, train) for train, test in splitter.split(index, keys, groups))
-    else:
-        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-        kept, held = next(splitter.split(index, keys, groups))
-    return index[held], index[kept]
+def _grouped_assignment(table: EmbeddingTable, config: DataConfig) -> np.ndarray:
+    """Whole groups to train/val/test, per class (a group's class: its members' most common label).
+
+    Within each class the largest group always goes to train, so every class is learnable; the other groups, in a
+    seeded random order, fill test and then validation up to their fractions of the class's rows, and the rest go to
+    train. A class made of one group stays in train only: it cannot be tested on unseen homologs, which is logged.
+    """
+    assert table.groups is not None
+    rng = np.random.default_rng(config.seed)
+    keys = np.array([sorted(labels)[0] for labels in table.labels], dtype=object)
+    frame = pd.DataFrame({"group": table.groups, "key": keys})
+    group_key = frame.groupby("group")["key"].agg(lambda values: Counter(values).most_common(1)[0][0])
+    group_size = frame.groupby("group").size()
+    side: dict[str, str] = {}
+    for key in sorted(set(group_key)):
+        groups = group_key.index[group_key == key].to_numpy()
+        total = int(group_size[groups].sum())
+        largest = groups[np.argmax(group_size[groups].to_numpy())]
+        side[largest] = "train"
+        rest = [g for g in groups[rng.permutation(len(groups))] if g != largest]
+        if not rest:
+            log.warning(
+                "class '%s' is a single group of %d rows: kept in train, not tested on unseen groups", key, total
+            )
+        filled = {"test": 0, "val": 0}
+        targets = {"test": config.test_fraction * total, "val": config.val_fraction * total}
+        for group in rest:
+            size = int(group_size[group])
+            target = next((name for name in ("test", "val") if filled[name] + size / 2 <= targets[name]), "train")
+            side[group] = target
+            if target != "train":
+                filled[target] += size
+    return np.array([side[group] for group in table.groups], dtype=object)
 
 
 def split_frame(table: EmbeddingTable, assignment: np.ndarray) -> pd.DataFrame:
@@ -645,15 +660,23 @@ def subset(table: EmbeddingTable, mask: np.ndarray) -> EmbeddingTable:
     return EmbeddingTable(table.ids[mask], table.vectors[mask], labels, groups, table.source)
 
 
-def prepare_dataset(
-    data_path: Path | str, config: DataConfig, split_path: Path, classes: list[str] | None = None
-) -> PreparedData:
-    """Load and validate the data, encode targets for the task, and create or reuse the split in `split_path`."""
+def load_task_table(
+    data_path: Path | str, config: DataConfig, classes: list[str] | None = None
+) -> tuple[EmbeddingTable, Targets]:
+    """The validated rows that belong to the task (binary with a positive set drops other labels), with targets."""
     table = load_embeddings(data_path, config)
     targets = encode_targets(table, config, classes)
     if not targets.keep.all():
         table = subset(table, targets.keep)
         targets = Targets(targets.classes, targets.y, np.ones(len(table), dtype=bool))
+    return table, targets
+
+
+def prepare_dataset(
+    data_path: Path | str, config: DataConfig, split_path: Path, classes: list[str] | None = None
+) -> PreparedData:
+    """Load and validate the data, encode targets for the task, and create or reuse the split in `split_path`."""
+    table, targets = load_task_table(data_path, config, classes)
     split = load_or_create_split(table, config, split_path)
     for name in SPLITS:
         if not (split == name).any():

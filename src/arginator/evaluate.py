@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -140,12 +141,15 @@ def score(y: np.ndarray, probabilities: np.ndarray, task: str, classes: list[str
     return Scores(metrics, confusion, curves)
 
 
-def evaluate_run(run_dir: Path | str, data_path: Path | str | None = None) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: Path | str, data_path: Path | str | None = None, report_dir: Path | str | None = None
+) -> dict[str, Any]:
     """Score both models of a run on its test split (or on every row of `data_path`); write metrics, figures, report.
 
     Args:
         run_dir: a directory written by `train_run`.
         data_path: optional external labelled data in any supported layout; its labels must be known to the model.
+        report_dir: where metrics.json, figures/ and report.md go (default: the run directory).
 
     Returns:
         The content written to `<run>/metrics.json`.
@@ -177,21 +181,49 @@ def evaluate_run(run_dir: Path | str, data_path: Path | str | None = None) -> di
     }
     metrics: dict[str, Any] = {name: results[name].metrics for name in MODELS}
     metrics["evaluated_on"] = evaluated_on | {"task": task, "classes": classes}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    out = Path(report_dir) if report_dir is not None else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_pr_curve_data({name: results[name].pr_curves for name in MODELS}, out / "pr_curves.csv")
 
-    figures = run_dir / "figures"
+    figures = out / "figures"
     figures.mkdir(exist_ok=True)
     visualize.confusion_matrices(
         {name: results[name].confusion for name in MODELS}, classes, task, figures / "confusion_matrix.png"
     )
     visualize.pr_curves({name: results[name].pr_curves for name in MODELS}, figures / "pr_curves.png")
     visualize.learning_curves(run_dir / "logs" / "metrics.csv", figures / "learning_curves.png")
-    write_report(metrics, run_dir / "report.md")
+    write_report(metrics, out / "report.md")
     return metrics
 
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def write_pr_curve_data(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], path: Path) -> None:
+    """Precision-recall points as a long table (model, class, recall, precision), for `dvc plots`."""
+    frames = [
+        pd.DataFrame({"model": model, "class": cls, "recall": recall, "precision": precision})
+        for model, per_class in curves.items()
+        for cls, (recall, precision) in per_class.items()
+    ]
+    table = pd.concat(frames) if frames else pd.DataFrame(columns=["model", "class", "recall", "precision"])
+    table.round(5).to_csv(path, index=False)
+
+
+def results_table(reports_dir: Path | str) -> str:
+    """Markdown table of every `<reports>/<dataset>-<split>/metrics.json`: FFNN vs baseline, grouped vs random split."""
+    rows = []
+    runs = sorted((path.parent.name.rpartition("-")[::2], path) for path in Path(reports_dir).glob("*/metrics.json"))
+    for (dataset, split), path in runs:
+        metrics = json.loads(path.read_text())
+        for model in MODELS:
+            m = metrics[model]
+            figures = f"{m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['mcc']:.3f}"
+            rows.append(f"| {dataset} | {split} | {model} | {figures} |")
+    header = ["| dataset | split | model | test rows | accuracy | macro-F1 | MCC |", "|---|---|---|---|---|---|---|"]
+    return "\n".join(header + rows) + "\n"
 
 
 def write_report(metrics: dict[str, Any], path: Path) -> None:

@@ -46,10 +46,20 @@ class FFNN(nn.Module):
             width = hidden
         layers.append(nn.Linear(width, num_outputs))
         self.layers = nn.Sequential(*layers)
+        # Per-feature standardisation with training-set statistics; part of the state, so exports carry it.
+        self.register_buffer("input_mean", torch.zeros(input_dim))
+        self.register_buffer("input_scale", torch.ones(input_dim))
+
+    def set_input_statistics(self, x: np.ndarray) -> None:
+        """Standardise inputs with the mean and standard deviation of `x` (the training split)."""
+        scale = x.std(axis=0)
+        scale[scale == 0] = 1.0
+        self.input_mean.copy_(torch.from_numpy(x.mean(axis=0)).float())
+        self.input_scale.copy_(torch.from_numpy(scale).float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, input_dim) -> (batch, num_outputs) logits."""
-        return self.layers(x)
+        return self.layers((x - self.input_mean) / self.input_scale)
 
 
 def logits_to_probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:

