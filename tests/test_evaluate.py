@@ -87,3 +87,12 @@ def test_evaluate_rejects_unknown_label_and_wrong_dimension(trained_run, tmp_pat
     write_class_file(other / "card_class_a_embeddings.h5", random_vectors("a", 3, dim=64))
     with pytest.raises(DataError, match=r"expected 1024 values per row \(the model's input\), got 64"):
         evaluate_run(trained_run, other)
+
+
+def test_pr_curve_data_is_thinned(tmp_path):
+    from arginator.evaluate import write_pr_curve_data
+
+    recall = np.linspace(1, 0, 5000)
+    write_pr_curve_data({"ffnn": {"arg": (recall, np.linspace(0.5, 1, 5000))}}, tmp_path / "pr.csv", max_points=100)
+    table = pd.read_csv(tmp_path / "pr.csv")
+    assert len(table) == 100 and table["recall"].iloc[0] == 1.0 and table["recall"].iloc[-1] == 0.0

@@ -173,7 +173,7 @@ def evaluate_run(
             )
         targets = encode_targets(table, config.data, classes=classes)
         x, y = table.vectors[targets.keep], targets.y
-        evaluated_on = {"data": str(Path(data_path).resolve()), "rows": "all", "n": len(x)}
+        evaluated_on = {"data": str(data_path), "rows": "all", "n": len(x)}
     log.info("evaluating on %d rows of %s", len(x), evaluated_on["data"])
     results = {
         "ffnn": score(y, module.predict_proba(x), task, classes, thresholds),
@@ -201,13 +201,20 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def write_pr_curve_data(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], path: Path) -> None:
-    """Precision-recall points as a long table (model, class, recall, precision), for `dvc plots`."""
-    frames = [
-        pd.DataFrame({"model": model, "class": cls, "recall": recall, "precision": precision})
-        for model, per_class in curves.items()
-        for cls, (recall, precision) in per_class.items()
-    ]
+def write_pr_curve_data(
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], path: Path, max_points: int = 200
+) -> None:
+    """Precision-recall points as a long table (model, class, recall, precision), for `dvc plots`.
+
+    Curves are thinned to at most `max_points` evenly spaced points each, which keeps the file small enough for git.
+    """
+    frames = []
+    for model, per_class in curves.items():
+        for cls, (recall, precision) in per_class.items():
+            keep = np.unique(np.linspace(0, len(recall) - 1, min(max_points, len(recall))).round().astype(int))
+            frames.append(
+                pd.DataFrame({"model": model, "class": cls, "recall": recall[keep], "precision": precision[keep]})
+            )
     table = pd.concat(frames) if frames else pd.DataFrame(columns=["model", "class", "recall", "precision"])
     table.round(5).to_csv(path, index=False)
 

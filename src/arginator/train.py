@@ -218,7 +218,7 @@ def train_run(
     x_train, y_train = data.arrays("train")
     save_config(config, run_dir / "config.yaml")
     info = {
-        "data_path": str(Path(data_path).resolve()),
+        "data_path": str(data_path),  # as given: relative paths keep runs portable with their repository
         "task": task,
         "classes": classes,
         "input_dim": data.table.embedding_dim,
