@@ -17,7 +17,7 @@ def test_requirements_match_pyproject():
     assert requirement_lines(ROOT / "requirements.txt") == project["dependencies"]
     assert requirement_lines(ROOT / "requirements_dev.txt") == project["optional-dependencies"]["dev"]
     extras = project["optional-dependencies"]
-    for extra in ("tracking", "parquet", "protein", "text", "pipeline"):
+    for extra in ("tracking", "parquet", "protein", "text", "pipeline", "onnx"):
         assert set(extras[extra]) <= set(extras["dev"]), extra
 
 

@@ -33,7 +33,7 @@ def _setup_logging() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
+    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed", "onnx_ir", "onnxscript"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -235,6 +235,27 @@ def split(
         split_frame(table, assignment).to_csv(out, index=False)
         n_groups = len(set(groups.values())) if groups else 0
         typer.echo(f"wrote {out}: {len(table)} rows, {n_groups} groups ({method})", err=True)
+    except ArginatorError as exc:
+        raise _fail(exc) from None
+
+
+@app.command("export")
+def export_command(
+    run: Annotated[Path, typer.Option(help="Run directory written by `arginator train`.")],
+    out: Annotated[Path | None, typer.Option(help="Where model.onnx and baseline.onnx go (default: the run).")] = None,
+    embedder: Annotated[str, typer.Option(help="Name of the embedder the inputs come from (metadata).")] = "unknown",
+) -> None:
+    """Export the FFNN and the baseline to ONNX with metadata; fails unless ONNX matches torch on the test split."""
+    _setup_logging()
+    try:
+        from arginator.export import export_run
+
+        summary = export_run(run, out, embedder=embedder)
+        for kind in ("ffnn", "baseline"):
+            entry = summary[kind]
+            typer.echo(
+                f"{kind}: {entry['file']} ({entry['bytes']:,} bytes), max |diff| {entry['max_abs_difference']:.2e}"
+            )
     except ArginatorError as exc:
         raise _fail(exc) from None
 
