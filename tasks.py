@@ -102,6 +102,12 @@ def bench_embed(c: Context) -> None:
 
 
 @task
+def bench(c: Context, run: str = "models/arg-binary-grouped", deploy: str = "deploy/arg-binary") -> None:
+    """Inference: torch vs ORT fp32/int8/shipped, threads 1 and 2, with the GEMM roofline -> reports/benchmarks/."""
+    c.run(f"python benchmarks/inference.py --run {run} --deploy {deploy}", pty=False)
+
+
+@task
 def precommit(c: Context) -> None:
     """Run every pre-commit hook on all files (local hooks, works offline)."""
     c.run("pre-commit run --all-files")

@@ -261,6 +261,26 @@ def export_command(
 
 
 @app.command()
+def compress(
+    run: Annotated[Path, typer.Option(help="Run directory written by `arginator train`.")],
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: <run>/compressed).")] = None,
+    max_f1_drop: Annotated[
+        float, typer.Option(help="Largest validation macro-F1 loss allowed (0.005 = 0.5 point).")
+    ] = 0.005,
+    threads: Annotated[int, typer.Option(help="Threads for the speed measurements.")] = 2,
+) -> None:
+    """Build pruned and quantized variants, measure size/speed/accuracy, and pick the one to ship."""
+    _setup_logging()
+    try:
+        from arginator.compress import compress_run
+
+        summary = compress_run(run, out, max_f1_drop=max_f1_drop, threads=threads)
+        typer.echo(f"shipped: {summary['shipped']}")
+    except ArginatorError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
 def results(
     reports: Annotated[Path, typer.Option(help="Directory of <dataset>-<split>/metrics.json.")] = Path("reports"),
     out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("reports/results.md"),

@@ -60,6 +60,22 @@ def pr_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], path:
     plt.close(fig)
 
 
+def compression_tradeoff(variants: dict[str, dict], shipped: str, path: Path) -> None:
+    """Batch-1024 throughput against test macro-F1, one point per compression variant (shipped one circled)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name, row in variants.items():
+        x, y = row["batch1024_rows_per_s"], row["test_macro_f1"]
+        ax.scatter(x, y, s=80 if name == shipped else 30, edgecolors="black" if name == shipped else "none")
+        ax.annotate(name, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1024 throughput (rows/s, log scale)")
+    ax.set_ylabel("test macro-F1")
+    ax.set_title(f"compression trade-off (shipped: {shipped})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def learning_curves(metrics_csv: Path, path: Path) -> None:
     """Training and validation loss per epoch, and validation macro-F1, from the CSV logger's file."""
     fig, (loss_ax, f1_ax) = plt.subplots(1, 2, figsize=(10, 4))

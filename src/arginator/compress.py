@@ -1,0 +1,311 @@
+"""Compression variants of a run's FFNN, each measured for size, speed and accuracy, and a policy that picks one.
+
+Variants:
+- `fp32`: the exported model (ONNX Runtime);
+- `int8`: ONNX Runtime dynamic int8 quantization (after `quant_pre_process`, which the dynamo export needs);
+- `prune-l1-<s>`: unstructured L1 pruning at sparsity s, made permanent (same dense shapes: smaller only compressed);
+- `narrow-<k>`: structured pruning keeping the fraction k of each hidden layer's neurons (by weight norm), giving
+  genuinely narrower layers, then a short fine-tune on the training split; also exported as int8 (`narrow-<k>-int8`);
+- `torch-int8`: torch's dynamic quantization, for comparison (measured in torch, not exportable to ONNX).
+
+The policy ships the fastest variant at batch 1024 whose validation macro-F1 is at most `max_f1_drop` below fp32's.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import shutil
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from torch import nn
+from torch.nn.utils import prune
+
+from arginator import visualize
+from arginator.config import ModelConfig
+from arginator.evaluate import predict_labels
+from arginator.export import build_metadata, export_ffnn
+from arginator.model import FFNN, EmbeddingClassifier
+
+log = logging.getLogger(__name__)
+
+
+def sparsity(net: nn.Module) -> float:
+    """Share of exactly-zero weights over all Linear weight matrices."""
+    weights = [m.weight for m in net.modules() if isinstance(m, nn.Linear)]
+    return float(sum((w == 0).sum().item() for w in weights) / sum(w.numel() for w in weights))
+
+
+def prune_unstructured(module: EmbeddingClassifier, amount: float) -> EmbeddingClassifier:
+    """A copy with the `amount` smallest-magnitude weights of every Linear layer set to zero, permanently."""
+    pruned = copy.deepcopy(module)
+    for layer in pruned.net.modules():
+        if isinstance(layer, nn.Linear):
+            prune.l1_unstructured(layer, name="weight", amount=amount)
+            prune.remove(layer, "weight")
+    return pruned
+
+
+def narrow(module: EmbeddingClassifier, keep: float) -> EmbeddingClassifier:
+    """A copy whose hidden layers keep the `keep` fraction of neurons with the largest incoming-weight L2 norms."""
+    config = ModelConfig.model_validate(module.hparams["model_config"])
+    linears = [m for m in module.net.layers if isinstance(m, nn.Linear)]
+    norms = [m for m in module.net.layers if isinstance(m, nn.BatchNorm1d | nn.LayerNorm)]
+    kept = [
+        torch.sort(torch.topk(layer.weight.norm(dim=1), max(1, round(layer.out_features * keep))).indices).values
+        for layer in linears[:-1]
+    ]
+    smaller = copy.deepcopy(module)
+    new_config = config.model_copy(update={"hidden_sizes": [len(k) for k in kept]})
+    smaller.net = FFNN(linears[0].in_features, linears[-1].out_features, new_config)
+    smaller.net.input_mean.copy_(module.net.input_mean)
+    smaller.net.input_scale.copy_(module.net.input_scale)
+    new_linears = [m for m in smaller.net.layers if isinstance(m, nn.Linear)]
+    new_norms = [m for m in smaller.net.layers if isinstance(m, nn.BatchNorm1d | nn.LayerNorm)]
+    previous = torch.arange(linears[0].in_features)
+    with torch.no_grad():
+        for index, (old, new) in enumerate(zip(linears, new_linears, strict=True)):
+            rows = kept[index] if index < len(kept) else torch.arange(old.out_features)
+            new.weight.copy_(old.weight[rows][:, previous])
+            new.bias.copy_(old.bias[rows])
+            if index < len(norms):
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    if getattr(norms[index], name, None) is not None:
+                        getattr(new_norms[index], name).copy_(getattr(norms[index], name)[rows])
+            previous = rows
+    smaller.hparams["model_config"] = new_config.model_dump()
+    return smaller
+
+
+def fine_tune(
+    module: EmbeddingClassifier, x: np.ndarray, y: np.ndarray, epochs: int, score: Callable[[], float], seed: int = 0
+) -> None:
+    """Up to `epochs` of AdamW (lr 1e-3) on the training split; keeps the epoch with the best validation `score`."""
+    torch.manual_seed(seed)
+    xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
+    optimizer = torch.optim.AdamW(module.net.parameters(), lr=1e-3, weight_decay=1e-4)
+    module.eval()
+    best_score, best_state = score(), copy.deepcopy(module.net.state_dict())
+    for _ in range(epochs):
+        module.train()
+        order = torch.randperm(len(xt))
+        for start in range(0, len(xt), 256):
+            rows = order[start : start + 256]
+            optimizer.zero_grad(set_to_none=True)
+            module.loss_fn(module(xt[rows]), yt[rows]).backward()
+            optimizer.step()
+        module.eval()
+        current = score()
+        if current > best_score:
+            best_score, best_state = current, copy.deepcopy(module.net.state_dict())
+    module.net.load_state_dict(best_state)
+
+
+def quantize_onnx(fp32_path: Path, int8_path: Path, metadata: dict[str, str]) -> Path:
+    """ONNX Runtime dynamic int8 (weights int8, activations quantized on the fly)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = int8_path.with_suffix(".pre.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_dynamic(str(prepared), str(int8_path), weight_type=QuantType.QInt8)
+    prepared.unlink(missing_ok=True)
+    model = onnx.load(int8_path)
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "arginator." + key, value
+    onnx.save(model, int8_path)
+    return int8_path
+
+
+def _timed(predict, x: np.ndarray, repeats: int) -> list[float]:
+    predict(x)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(x)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"embedding": x})[0]
+
+
+def measure(predict, x_test: np.ndarray, repeats: int = 200) -> dict[str, float]:
+    """Batch-1 latency (median, p99, µs) and batch-1024 throughput (median rows/s)."""
+    one = x_test[:1]
+    batch = np.ascontiguousarray(np.resize(x_test, (1024, x_test.shape[1])), dtype=np.float32)
+    latency = _timed(predict, one, repeats)
+    throughput = _timed(predict, batch, max(5, repeats // 20))
+    return {
+        "batch1_us_median": statistics.median(latency) * 1e6,
+        "batch1_us_p99": float(np.percentile(latency, 99)) * 1e6,
+        "batch1024_rows_per_s": 1024 / statistics.median(throughput),
+    }
+
+
+def compress_run(
+    run_dir: Path | str,
+    out_dir: Path | str | None = None,
+    max_f1_drop: float = 0.005,
+    sparsities: tuple[float, ...] = (0.5, 0.9),
+    keep_ratios: tuple[float, ...] = (0.5, 0.25),
+    fine_tune_epochs: int = 20,
+    threads: int = 2,
+) -> dict[str, Any]:
+    """Build, measure and choose among the variants; write `<out>/compression.{json,md}` and the variant files."""
+    from arginator.data import prepare_dataset
+    from arginator.train import load_model, read_run_config, read_run_info
+
+    torch.set_num_threads(threads)
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "compressed"
+    variants_dir = out / "variants"
+    variants_dir.mkdir(parents=True, exist_ok=True)
+    info = read_run_info(run_dir)
+    config = read_run_config(run_dir)
+    module, thresholds = load_model(run_dir / "model.ckpt")
+    data = prepare_dataset(info["data_path"], config.data, run_dir / "split.csv", classes=info["classes"])
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (data.arrays(s) for s in ("train", "val", "test"))
+    x_val, x_test = x_val.astype(np.float32), x_test.astype(np.float32)
+    task = info["task"]
+    holdout = np.random.default_rng(0).random(len(x_train)) < 0.1
+    x_fit, y_fit, x_hold, y_hold = x_train[~holdout], y_train[~holdout], x_train[holdout], y_train[holdout]
+
+    def f1(probabilities: np.ndarray, y: np.ndarray) -> float:
+        labels = predict_labels(
+            probabilities.reshape(len(y), -1).squeeze(1) if task == "binary" else probabilities, task, thresholds
+        )
+        return float(f1_score(y, labels, average="macro", zero_division=0))
+
+    rows: dict[str, dict[str, Any]] = {}
+    fp32_predictions = None
+
+    def add(name: str, predict, path: Path | None, size: int, extra: dict[str, Any]) -> None:
+        nonlocal fp32_predictions
+        test_probabilities = predict(x_test)
+        predictions = predict_labels(
+            test_probabilities.reshape(len(x_test), -1).squeeze(1) if task == "binary" else test_probabilities,
+            task,
+            thresholds,
+        )
+        if fp32_predictions is None:
+            fp32_predictions = predictions
+        rows[name] = {
+            "file": path.name if path else None,
+            "bytes": size,
+            "val_macro_f1": f1(predict(x_val), y_val),
+            "test_macro_f1": f1(test_probabilities, y_test),
+            "agreement_with_fp32": float(
+                np.mean(
+                    np.all(np.atleast_2d((predictions == fp32_predictions).T).T, axis=-1)
+                    if predictions.ndim > 1
+                    else predictions == fp32_predictions
+                )
+            ),
+            **measure(predict, x_test),
+            **extra,
+        }
+        log.info("%s: %s", name, {k: v for k, v in rows[name].items() if k != "file"})
+
+    def onnx_variant(name: str, candidate: EmbeddingClassifier, extra: dict[str, Any], int8: bool = False) -> None:
+        metadata = build_metadata(candidate, thresholds, info | {"embedder": "unknown"}, "ffnn") | {"variant": name}
+        path = export_ffnn(candidate, metadata, variants_dir / f"{name}.onnx")
+        if int8:
+            fp32 = path
+            path = quantize_onnx(fp32, variants_dir / f"{name}.onnx.int8", metadata)
+            fp32.unlink()
+            path = path.rename(variants_dir / f"{name}.onnx")
+        add(name, _session(path, threads), path, path.stat().st_size, extra)
+
+    onnx_variant("fp32", module, {"sparsity": sparsity(module.net)})
+    onnx_variant("int8", module, {"sparsity": sparsity(module.net)}, int8=True)
+    for amount in sparsities:
+        pruned = prune_unstructured(module, amount)
+        onnx_variant(f"prune-l1-{amount:g}", pruned, {"sparsity": sparsity(pruned.net)})
+    for keep in keep_ratios:
+        smaller = narrow(module, keep)
+        # Fine-tuning stops on a held-out tenth of the training split, so validation stays unbiased for the policy.
+        fine_tune(smaller, x_fit, y_fit, fine_tune_epochs, lambda m=smaller: f1(m.predict_proba(x_hold), y_hold))
+        hidden = smaller.hparams["model_config"]["hidden_sizes"]
+        onnx_variant(f"narrow-{keep:g}", smaller, {"hidden_sizes": hidden, "sparsity": 0.0})
+        onnx_variant(f"narrow-{keep:g}-int8", smaller, {"hidden_sizes": hidden, "sparsity": 0.0}, int8=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(module.net).eval(), {nn.Linear}, dtype=torch.qint8
+        )
+    buffer = io.BytesIO()
+    torch.save(quantized.state_dict(), buffer)
+
+    def torch_predict(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            logits = quantized(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        return (torch.softmax(logits, 1) if task == "multiclass" else torch.sigmoid(logits)).numpy()
+
+    add("torch-int8", torch_predict, None, buffer.getbuffer().nbytes, {"sparsity": 0.0})
+
+    base = rows["fp32"]
+    for row in rows.values():
+        row["val_f1_drop"] = base["val_macro_f1"] - row["val_macro_f1"]
+        row["test_f1_delta"] = row["test_macro_f1"] - base["test_macro_f1"]
+        row["speedup_batch1024"] = row["batch1024_rows_per_s"] / base["batch1024_rows_per_s"]
+        row["size_ratio"] = base["bytes"] / row["bytes"]
+    eligible = {n: r for n, r in rows.items() if r["file"] and r["val_f1_drop"] <= max_f1_drop}
+    shipped = max(eligible, key=lambda n: eligible[n]["batch1024_rows_per_s"])
+    shutil.copyfile(variants_dir / rows[shipped]["file"], out / "model.shipped.onnx")
+    summary = {
+        "run": str(run_dir),
+        "threads": threads,
+        "max_f1_drop": max_f1_drop,
+        "shipped": shipped,
+        "variants": rows,
+    }
+    (out / "compression.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "compression.md").write_text(compression_table(summary))
+    visualize.compression_tradeoff(rows, shipped, out / "tradeoff.png")
+    return summary
+
+
+def compression_table(summary: dict[str, Any]) -> str:
+    """Markdown table of the variants, the shipped one in bold."""
+    lines = [
+        f"# Compression of {summary['run']}",
+        "",
+        f"{summary['threads']} threads; shipped: **{summary['shipped']}** (the fastest at batch 1024 whose validation "
+        f"macro-F1 is at most {summary['max_f1_drop'] * 100:.1f} points below fp32).",
+        "",
+        "| variant | size (KB) | x smaller | sparsity | batch 1 µs (p50 / p99) | batch 1024 rows/s | x fp32 | "
+        "test macro-F1 | delta (points) | agreement |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in summary["variants"].items():
+        label = f"**{name}**" if name == summary["shipped"] else name
+        lines.append(
+            f"| {label} | {r['bytes'] / 1024:.0f} | {r['size_ratio']:.2f} | {r['sparsity']:.2f} | "
+            f"{r['batch1_us_median']:.0f} / {r['batch1_us_p99']:.0f} | {r['batch1024_rows_per_s']:,.0f} | "
+            f"{r['speedup_batch1024']:.2f} | {r['test_macro_f1']:.3f} | {r['test_f1_delta'] * 100:+.1f} | "
+            f"{r['agreement_with_fp32']:.3f} |"
+        )
+    lines += ["", "![throughput vs macro-F1](tradeoff.png)"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from arginator.compress import compress_run, narrow, prune_unstructured, sparsity
+from arginator.config import load_config
+from arginator.export import read_metadata
+from arginator.train import load_model, train_run
+from tests.conftest import FAST
+
+
+@pytest.fixture(scope="module")
+def compressed(seed_layout, tmp_path_factory):
+    run = tmp_path_factory.mktemp("compress") / "run"
+    train_run(seed_layout, load_config(overrides=[*FAST, "model.hidden_sizes=[128, 64]"]), run)
+    summary = compress_run(run, keep_ratios=(0.5,), sparsities=(0.5, 0.9), fine_tune_epochs=2)
+    return run, summary
+
+
+def test_variants_and_their_claims(compressed):
+    run, summary = compressed
+    variants = summary["variants"]
+    assert set(variants) == {
+        "fp32",
+        "int8",
+        "prune-l1-0.5",
+        "prune-l1-0.9",
+        "narrow-0.5",
+        "narrow-0.5-int8",
+        "torch-int8",
+    }
+    assert variants["prune-l1-0.5"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert variants["prune-l1-0.9"]["sparsity"] == pytest.approx(0.9, abs=0.01)
+    assert variants["int8"]["size_ratio"] > 3.5  # int8 weights: about a quarter of fp32
+    assert variants["narrow-0.5"]["hidden_sizes"] == [64, 32]
+    for row in variants.values():
+        assert row["batch1_us_median"] > 0 and row["batch1024_rows_per_s"] > 0 and 0 <= row["agreement_with_fp32"] <= 1
+    for name in ("int8", "narrow-0.5-int8"):
+        graph = onnx.load(run / "compressed" / "variants" / f"{name}.onnx").graph
+        assert any("Integer" in node.op_type or "Quant" in node.op_type for node in graph.node)
+
+
+def test_policy_ships_an_eligible_variant(compressed):
+    run, summary = compressed
+    shipped = summary["variants"][summary["shipped"]]
+    assert shipped["val_f1_drop"] <= summary["max_f1_drop"]
+    faster = [r for r in summary["variants"].values() if r["file"] and r["val_f1_drop"] <= summary["max_f1_drop"]]
+    assert shipped["batch1024_rows_per_s"] == max(r["batch1024_rows_per_s"] for r in faster)
+    assert read_metadata(run / "compressed" / "model.shipped.onnx")["classes"] == ["a", "b", "c", "d", "non"]
+    assert json.loads((run / "compressed" / "compression.json").read_text())["shipped"] == summary["shipped"]
+    assert f"**{summary['shipped']}**" in (run / "compressed" / "compression.md").read_text()
+    assert (run / "compressed" / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_narrowing_keeps_the_strongest_neurons(compressed):
+    run, _ = compressed
+    module, _ = load_model(run / "model.ckpt")
+    smaller = narrow(module, 0.25)
+    assert smaller.hparams["model_config"]["hidden_sizes"] == [32, 16]
+    x = torch.randn(4, 1024)
+    assert smaller.eval()(x).shape == module.eval()(x).shape
+    pruned = prune_unstructured(module, 0.8)
+    assert sparsity(pruned.net) == pytest.approx(0.8, abs=0.01) and sparsity(module.net) < 0.01
+    assert not any(name.endswith("_orig") for name in pruned.net.state_dict())  # pruning made permanent
+    np.testing.assert_array_equal(module.net.input_mean.numpy(), smaller.net.input_mean.numpy())
