@@ -126,3 +126,9 @@ def test_transformers_embedder_masked_mean(tiny_esm):
     with torch.no_grad():
         hidden = embedder.model(**encoded).last_hidden_state[0, 1:-1]
     np.testing.assert_allclose(vectors[1], hidden.mean(dim=0).numpy(), atol=1e-5)
+
+
+def test_unirep_vector_does_not_depend_on_batch_neighbours(unirep64):
+    alone = unirep64.embed([PROTEINS[1]])[0]
+    with_neighbours = unirep64.embed([PROTEINS[2], PROTEINS[1], PROTEINS[0], PROTEINS[3]])[1]
+    np.testing.assert_array_equal(alone, with_neighbours)  # bit-identical, whatever else is embedded with it

@@ -78,11 +78,14 @@ class UniRepEmbedder:
         tokens = [self._tokens(sequence.upper()) for sequence in items]
         out = np.zeros((len(tokens), self.dim), dtype=np.float32)
         one_hot_table = np.eye(26, dtype=np.float32)
-        order = np.argsort([len(t) for t in tokens], kind="stable")  # similar lengths share a bucket
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            longest = max(len(tokens[i]) for i in rows)
-            length = next((bucket for bucket in UNIREP_BUCKETS if bucket >= longest), longest)
+        # Each sequence is always padded to its own length's bucket, so its vector does not depend on which other
+        # sequences share its batch (a longer neighbour would change the compiled program and the last float bits).
+        own_bucket = [next((b for b in UNIREP_BUCKETS if b >= len(t)), len(t)) for t in tokens]
+        batches = []
+        for length in sorted(set(own_bucket)):
+            members = [i for i, b in enumerate(own_bucket) if b == length]
+            batches += [(length, members[s : s + self.batch_size]) for s in range(0, len(members), self.batch_size)]
+        for length, rows in batches:
             one_hot = np.zeros((self.batch_size, length, 26), dtype=np.float32)  # fixed batch: one compile per bucket
             lengths = np.ones(self.batch_size, dtype=np.float32)
             for slot, row in enumerate(rows):
