@@ -192,11 +192,16 @@ def compress_run(
     holdout = np.random.default_rng(0).random(len(x_train)) < 0.1
     x_fit, y_fit, x_hold, y_hold = x_train[~holdout], y_train[~holdout], x_train[holdout], y_train[holdout]
 
-    def f1(probabilities: np.ndarray, y: np.ndarray) -> float:
-        labels = predict_labels(
-            probabilities.reshape(len(y), -1).squeeze(1) if task == "binary" else probabilities, task, thresholds
+    def labels_of(probabilities: np.ndarray) -> np.ndarray:
+        # ONNX returns the binary head as (n, 1); decisions are taken on (n,) as in evaluation.
+        return predict_labels(
+            probabilities.reshape(len(probabilities), -1).squeeze(1) if task == "binary" else probabilities,
+            task,
+            thresholds,
         )
-        return float(f1_score(y, labels, average="macro", zero_division=0))
+
+    def f1(probabilities: np.ndarray, y: np.ndarray) -> float:
+        return float(f1_score(y, labels_of(probabilities), average="macro", zero_division=0))
 
     rows: dict[str, dict[str, Any]] = {}
     fp32_predictions = None
@@ -204,25 +209,16 @@ def compress_run(
     def add(name: str, predict, path: Path | None, size: int, extra: dict[str, Any]) -> None:
         nonlocal fp32_predictions
         test_probabilities = predict(x_test)
-        predictions = predict_labels(
-            test_probabilities.reshape(len(x_test), -1).squeeze(1) if task == "binary" else test_probabilities,
-            task,
-            thresholds,
-        )
+        predictions = labels_of(test_probabilities)
         if fp32_predictions is None:
             fp32_predictions = predictions
+        same = predictions == fp32_predictions
         rows[name] = {
             "file": path.name if path else None,
             "bytes": size,
             "val_macro_f1": f1(predict(x_val), y_val),
             "test_macro_f1": f1(test_probabilities, y_test),
-            "agreement_with_fp32": float(
-                np.mean(
-                    np.all(np.atleast_2d((predictions == fp32_predictions).T).T, axis=-1)
-                    if predictions.ndim > 1
-                    else predictions == fp32_predictions
-                )
-            ),
+            "agreement_with_fp32": float(np.mean(same.all(axis=1) if same.ndim > 1 else same)),
             **measure(predict, x_test),
             **extra,
         }
