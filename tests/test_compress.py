@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -26,6 +27,7 @@ def test_variants_and_their_claims(compressed):
     assert set(variants) == {
         "fp32",
         "int8",
+        "int8-static",
         "prune-l1-0.5",
         "prune-l1-0.9",
         "narrow-0.5",
@@ -35,12 +37,29 @@ def test_variants_and_their_claims(compressed):
     assert variants["prune-l1-0.5"]["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert variants["prune-l1-0.9"]["sparsity"] == pytest.approx(0.9, abs=0.01)
     assert variants["int8"]["size_ratio"] > 3.5  # int8 weights: about a quarter of fp32
+    assert variants["int8-static"]["size_ratio"] > 3.5
     assert variants["narrow-0.5"]["hidden_sizes"] == [64, 32]
     for row in variants.values():
         assert row["batch1_us_median"] > 0 and row["batch1024_rows_per_s"] > 0 and 0 <= row["agreement_with_fp32"] <= 1
-    for name in ("int8", "narrow-0.5-int8"):
+    for name in ("int8", "int8-static", "narrow-0.5-int8"):
         graph = onnx.load(run / "compressed" / "variants" / f"{name}.onnx").graph
         assert any("Integer" in node.op_type or "Quant" in node.op_type for node in graph.node)
+
+
+def test_static_int8_rows_do_not_depend_on_their_batch(compressed):
+    run, _ = compressed
+    variants = run / "compressed" / "variants"
+    dim = read_metadata(variants / "int8-static.onnx")["input_dim"]
+    x = np.random.default_rng(3).standard_normal((2, dim)).astype(np.float32)
+    with_outlier = np.concatenate([x[:1], 1000 * x[1:]])
+
+    def first_row(name: str, batch: np.ndarray) -> np.ndarray:
+        session = ort.InferenceSession(str(variants / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: batch})[0][0]
+
+    # Calibrated scales are fixed; dynamic int8 re-derives them from each batch, so an outlier row changes the others.
+    np.testing.assert_array_equal(first_row("int8-static", x[:1]), first_row("int8-static", with_outlier))
+    assert not np.array_equal(first_row("int8", x[:1]), first_row("int8", with_outlier))
 
 
 def test_policy_ships_an_eligible_variant(compressed):

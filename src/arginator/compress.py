@@ -2,7 +2,10 @@
 
 Variants:
 - `fp32`: the exported model (ONNX Runtime);
-- `int8`: ONNX Runtime dynamic int8 quantization (after `quant_pre_process`, which the dynamo export needs);
+- `int8`: ONNX Runtime dynamic int8 quantization (after `quant_pre_process`, which the dynamo export needs):
+  activation scales come from each batch, so an outlier row coarsens its neighbours' inputs;
+- `int8-static`: ONNX Runtime static int8 with activation ranges calibrated (min/max) on the training split: fixed
+  scales, so a row's prediction never depends on its batch, and no per-batch range search;
 - `prune-l1-<s>`: unstructured L1 pruning at sparsity s, made permanent (same dense shapes: smaller only compressed);
 - `narrow-<k>`: structured pruning keeping the fraction k of each hidden layer's neurons (by weight norm), giving
   genuinely narrower layers, then a short fine-tune on the training split; also exported as int8 (`narrow-<k>-int8`);
@@ -111,17 +114,42 @@ def fine_tune(
     module.net.load_state_dict(best_state)
 
 
-def quantize_onnx(fp32_path: Path, int8_path: Path, metadata: dict[str, str]) -> Path:
-    """ONNX Runtime dynamic int8 (weights int8, activations quantized on the fly)."""
+def quantize_onnx(
+    fp32_path: Path, int8_path: Path, metadata: dict[str, str], calibration: np.ndarray | None = None
+) -> Path:
+    """ONNX Runtime int8: dynamic (activations quantized per batch), or static when `calibration` rows are given."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = int8_path.with_suffix(".pre.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_dynamic(str(prepared), str(int8_path), weight_type=QuantType.QInt8)
+        if calibration is None:
+            quantize_dynamic(str(prepared), str(int8_path), weight_type=QuantType.QInt8)
+        else:
+            input_name = onnx.load(prepared).graph.input[0].name
+            batches = [{input_name: chunk} for chunk in np.array_split(calibration.astype(np.float32), 16)]
+
+            class Batches(CalibrationDataReader):
+                def get_next(self) -> dict[str, np.ndarray] | None:
+                    return batches.pop() if batches else None
+
+            quantize_static(
+                str(prepared),
+                str(int8_path),
+                Batches(),
+                quant_format=QuantFormat.QOperator,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
     prepared.unlink(missing_ok=True)
     model = onnx.load(int8_path)
     del model.metadata_props[:]
@@ -224,18 +252,22 @@ def compress_run(
         }
         log.info("%s: %s", name, {k: v for k, v in rows[name].items() if k != "file"})
 
-    def onnx_variant(name: str, candidate: EmbeddingClassifier, extra: dict[str, Any], int8: bool = False) -> None:
+    def onnx_variant(
+        name: str, candidate: EmbeddingClassifier, extra: dict[str, Any], int8: bool = False, static: bool = False
+    ) -> None:
         metadata = build_metadata(candidate, thresholds, info | {"embedder": "unknown"}, "ffnn") | {"variant": name}
         path = export_ffnn(candidate, metadata, variants_dir / f"{name}.onnx")
         if int8:
             fp32 = path
-            path = quantize_onnx(fp32, variants_dir / f"{name}.onnx.int8", metadata)
+            calibration = x_train if static else None
+            path = quantize_onnx(fp32, variants_dir / f"{name}.onnx.int8", metadata, calibration)
             fp32.unlink()
             path = path.rename(variants_dir / f"{name}.onnx")
         add(name, _session(path, threads), path, path.stat().st_size, extra)
 
     onnx_variant("fp32", module, {"sparsity": sparsity(module.net)})
     onnx_variant("int8", module, {"sparsity": sparsity(module.net)}, int8=True)
+    onnx_variant("int8-static", module, {"sparsity": sparsity(module.net)}, int8=True, static=True)
     for amount in sparsities:
         pruned = prune_unstructured(module, amount)
         onnx_variant(f"prune-l1-{amount:g}", pruned, {"sparsity": sparsity(pruned.net)})
