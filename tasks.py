@@ -108,6 +108,47 @@ def bench(c: Context, run: str = "models/arg-binary-grouped", deploy: str = "dep
 
 
 @task
+def serve(c: Context, model: str = "deploy/arg-binary", port: int = 8000) -> None:
+    """Serve a model with the API (uvicorn, one worker) on http://127.0.0.1:PORT; the web page is at /."""
+    c.run(f"uvicorn arginator.api:app --host 127.0.0.1 --port {port}", env={"ARGINATOR_MODEL": model}, pty=False)
+
+
+@task
+def bench_api(c: Context, model: str = "deploy/arg-binary", rounds: int = 3, seconds: int = 5) -> None:
+    """HTTP: /predict vs the HTTP floor, the in-process Predictor and naive JSON, with wrk -> reports/benchmarks/."""
+    c.run(f"python benchmarks/api.py --model {model} --rounds {rounds} --seconds {seconds}", pty=False)
+
+
+@task
+def bench_predict(c: Context, rows: int = 1_000_000) -> None:
+    """Batch prediction over a large HDF5 file (1M x 1024 = 4 GB): rows/s and peak RSS -> reports/benchmarks/."""
+    c.run(f"python benchmarks/predict_stream.py --rows {rows}", pty=False)
+
+
+@task
+def loadtest(c: Context, model: str = "deploy/arg-binary", seconds: int = 60, connections: int = 32) -> None:
+    """A bounded load (wrk, mixed requests) against a real server; fails on any error."""
+    c.run(
+        f"python -m tests.performancetests.loadtest --model {model} --seconds {seconds} --connections {connections}",
+        pty=False,
+    )
+
+
+@task
+def fuzz(c: Context, model: str = "deploy/arg-binary", max_examples: int = 100) -> None:
+    """Schemathesis against the service's OpenAPI schema; fails on any server error."""
+    c.run(f"python -m tests.performancetests.fuzz --model {model} --max-examples {max_examples}", pty=False)
+
+
+@task
+def docker_build(c: Context, tag: str = "latest", model: str = "") -> None:
+    """Build the API and training images (needs a Docker engine); --model bakes a model directory into the API image."""
+    baked = f" --build-arg MODEL_DIR={model}" if model else ""
+    c.run(f"docker build -f dockerfiles/api.dockerfile{baked} -t arginator-api:{tag} .")
+    c.run(f"docker build -f dockerfiles/train.dockerfile -t arginator-train:{tag} .")
+
+
+@task
 def precommit(c: Context) -> None:
     """Run every pre-commit hook on all files (local hooks, works offline)."""
     c.run("pre-commit run --all-files")

@@ -52,3 +52,105 @@ def class_dir(tmp_path: Path) -> Path:
     write_class_file(directory / "card_class_a_embeddings.h5", random_vectors("a", 6, seed=1))
     write_class_file(directory / "card_class_non_embeddings.h5", random_vectors("n", 6, seed=2))
     return directory
+
+
+def write_linear_onnx(
+    path: Path,
+    weights: np.ndarray,
+    task: str,
+    classes: list[str],
+    thresholds: list[float] | None = None,
+    embedder: str = "unirep",
+) -> Path:
+    """A real ONNX model (x @ W, then softmax or sigmoid) carrying arginator metadata, as `arginator export` writes."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    dim, outputs = weights.shape
+    activation = "Softmax" if task == "multiclass" else "Sigmoid"
+    nodes = [helper.make_node("MatMul", ["embedding", "W"], ["logits"])]
+    nodes.append(
+        helper.make_node(activation, ["logits"], ["probabilities"], **({"axis": 1} if task == "multiclass" else {}))
+    )
+    graph = helper.make_graph(
+        nodes,
+        "linear",
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", outputs])],
+        [numpy_helper.from_array(weights.astype(np.float32), "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    metadata = {
+        "format_version": "1",
+        "model": "ffnn",
+        "task": task,
+        "classes": json.dumps(classes),
+        "input_dim": str(dim),
+        "thresholds": json.dumps(thresholds or []),
+        "embedder": embedder,
+        "data_fingerprint": "test",
+        "variant": "fp32",
+    }
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "arginator." + key, value
+    onnx.save(model, path)
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A real uvicorn process serving `command` (default: the API app) on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], command: list[str] | None = None, port: int | None = None) -> None:
+        import subprocess
+        import sys
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = command or [sys.executable, "-m", "uvicorn", "arginator.api:app"]
+        argv = [*argv, "--host", "127.0.0.1", "--port", str(self.port)] if command is None else argv
+        self.process = subprocess.Popen(
+            argv,
+            env={**os.environ, "ARGINATOR_THREADS": "1", **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def wait(self, timeout: float = 60) -> Server:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.process.stdout.read()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"server on {self.url} did not answer within {timeout} s")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> str:
+        self.process.terminate()
+        try:
+            output, _ = self.process.communicate(timeout=10)
+        except Exception:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return output

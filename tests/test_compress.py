@@ -17,7 +17,7 @@ from tests.conftest import FAST
 def compressed(seed_layout, tmp_path_factory):
     run = tmp_path_factory.mktemp("compress") / "run"
     train_run(seed_layout, load_config(overrides=[*FAST, "model.hidden_sizes=[128, 64]"]), run)
-    summary = compress_run(run, keep_ratios=(0.5,), sparsities=(0.5, 0.9), fine_tune_epochs=2)
+    summary = compress_run(run, keep_ratios=(0.5,), sparsities=(0.5, 0.9), fine_tune_epochs=2, embedder="unirep")
     return run, summary
 
 
@@ -68,7 +68,9 @@ def test_policy_ships_an_eligible_variant(compressed):
     assert shipped["val_f1_drop"] <= summary["max_f1_drop"]
     faster = [r for r in summary["variants"].values() if r["file"] and r["val_f1_drop"] <= summary["max_f1_drop"]]
     assert shipped["batch1024_rows_per_s"] == max(r["batch1024_rows_per_s"] for r in faster)
-    assert read_metadata(run / "compressed" / "model.shipped.onnx")["classes"] == ["a", "b", "c", "d", "non"]
+    shipped_metadata = read_metadata(run / "compressed" / "model.shipped.onnx")
+    assert shipped_metadata["classes"] == ["a", "b", "c", "d", "non"]
+    assert shipped_metadata["embedder"] == "unirep"  # the serving side picks its text/protein embedder from this
     assert json.loads((run / "compressed" / "compression.json").read_text())["shipped"] == summary["shipped"]
     assert f"**{summary['shipped']}**" in (run / "compressed" / "compression.md").read_text()
     assert (run / "compressed" / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"

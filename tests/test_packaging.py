@@ -17,8 +17,10 @@ def test_requirements_match_pyproject():
     assert requirement_lines(ROOT / "requirements.txt") == project["dependencies"]
     assert requirement_lines(ROOT / "requirements_dev.txt") == project["optional-dependencies"]["dev"]
     extras = project["optional-dependencies"]
-    for extra in ("tracking", "parquet", "protein", "text", "pipeline", "onnx"):
-        assert set(extras[extra]) <= set(extras["dev"]), extra
+    for extra in ("tracking", "parquet", "protein", "text", "pipeline", "onnx", "serve"):
+        assert set(extras[extra]) <= set(extras["dev"]) | set(project["dependencies"]), extra
+    assert requirement_lines(ROOT / "requirements_serve.txt") == extras["serve"]
+    assert not any(line.startswith(("torch", "lightning")) for line in extras["serve"])
 
 
 def test_ci_installs_pinned_torch_before_the_project():

@@ -267,14 +267,17 @@ def compress(
     max_f1_drop: Annotated[
         float, typer.Option(help="Largest validation macro-F1 loss allowed (0.005 = 0.5 point).")
     ] = 0.005,
-    threads: Annotated[int, typer.Option(help="Threads for the speed measurements.")] = 2,
+    threads: Annotated[
+        int, typer.Option(help="ONNX Runtime threads for the speed measurements (1: per-core, repeatable figures).")
+    ] = 1,
+    embedder: Annotated[str, typer.Option(help="Name of the embedder the inputs come from (metadata).")] = "unknown",
 ) -> None:
     """Build pruned and quantized variants, measure size/speed/accuracy, and pick the one to ship."""
     _setup_logging()
     try:
         from arginator.compress import compress_run
 
-        summary = compress_run(run, out, max_f1_drop=max_f1_drop, threads=threads)
+        summary = compress_run(run, out, max_f1_drop=max_f1_drop, threads=threads, embedder=embedder)
         typer.echo(f"shipped: {summary['shipped']}")
     except ArginatorError as exc:
         raise _fail(exc) from None
@@ -291,6 +294,29 @@ def results(
     table = results_table(reports)
     out.write_text("# Results\n\nTest-split figures per dataset; `grouped` keeps homologs on one side.\n\n" + table)
     typer.echo(table)
+
+
+@app.command()
+def predict(
+    source: Annotated[Path, typer.Argument(help="Embeddings: .h5/.hdf5, .parquet, .csv, .npz or .npy (any size).")],
+    model: Annotated[Path, typer.Option(help="An exported .onnx file, or a directory holding one (e.g. deploy/X).")],
+    out: Annotated[Path, typer.Option(help="Predictions: .csv or .parquet.")],
+    chunk_rows: Annotated[int, typer.Option(help="Rows read and predicted at a time (bounds memory).")] = 8192,
+    min_confidence: Annotated[float, typer.Option(help="Flag rows whose confidence is below this.")] = 0.5,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads (0: all cores).")] = 0,
+) -> None:
+    """Predict every row of an embedding file with an exported ONNX model, streaming in chunks."""
+    from tqdm import tqdm
+
+    from arginator.inference import Predictor, predict_file
+
+    try:
+        predictor = Predictor(model, threads=threads, min_confidence=min_confidence)
+        with tqdm(unit=" rows", unit_scale=True, mininterval=0.5, file=sys.stderr, desc=source.name) as bar:
+            rows = predict_file(predictor, source, out, chunk_rows=chunk_rows, progress=bar.update)
+    except ArginatorError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{rows} rows -> {out} (model {predictor.info.name}, {predictor.info.variant}, {predictor.task})")
 
 
 def main() -> None:

@@ -1,0 +1,91 @@
+"""Batch prediction memory: stream a large HDF5 file through `arginator predict` and record peak RSS.
+
+Writes an (N x 1024) float32 HDF5 file in slices (1M rows = 4 GB on disk), an ONNX classifier with arginator
+metadata, runs the real CLI under `/usr/bin/time -v`, and reports rows/s and the peak resident memory to
+`reports/benchmarks/predict_stream.md`.
+
+Usage: python benchmarks/predict_stream.py [--rows 1000000] [--workdir /tmp/arginator-stream]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import write_linear_onnx  # noqa: E402
+
+DIM = 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--chunk-rows", type=int, default=8192)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/arginator-stream"))
+    parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/predict_stream.md"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    source = args.workdir / "embeddings.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(source, "w") as handle:
+        matrix = handle.create_dataset("embeddings", shape=(args.rows, DIM), dtype="f4", chunks=(1024, DIM))
+        for start in range(0, args.rows, 65536):
+            stop = min(args.rows, start + 65536)
+            matrix[start:stop] = rng.standard_normal((stop - start, DIM), dtype=np.float32)
+    model = write_linear_onnx(
+        args.workdir / "model.onnx", rng.normal(size=(DIM, 5)).astype(np.float32) / 32, "multiclass", list("abcde")
+    )
+    predictions = args.workdir / "predictions.parquet"
+    started = time.perf_counter()
+    result = subprocess.run(
+        [
+            "/usr/bin/time",
+            "-v",
+            shutil.which("arginator") or "arginator",
+            "predict",
+            str(source),
+            "--model",
+            str(model),
+            "--out",
+            str(predictions),
+            "--chunk-rows",
+            str(args.chunk_rows),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
+    size_gb = source.stat().st_size / 1e9
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    lines = [
+        "# Streaming batch prediction",
+        "",
+        f"{stamp}: `arginator predict` over {args.rows:,} x {DIM} float32 rows ({size_gb:.1f} GB HDF5), chunks of "
+        f"{args.chunk_rows} rows, Parquet output.",
+        "",
+        f"- wall time {seconds:.1f} s ({args.rows / seconds:,.0f} rows/s)",
+        f"- peak RSS {peak_kb / 1024:.0f} MiB (target < 1 GiB)",
+        f"- output {predictions.stat().st_size / 1e6:.0f} MB",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    shutil.rmtree(args.workdir)
+
+
+if __name__ == "__main__":
+    main()
