@@ -45,8 +45,11 @@ def wrk_script(directory: Path, name: str, body: bytes, content_type: str) -> Pa
 
 
 def _ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
-    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    match = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    if match is None:  # wrk prints -nan when a run completed no request
+        return float("nan")
+    value, unit = match.groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
 def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:

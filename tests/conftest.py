@@ -120,10 +120,14 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         argv = command or [sys.executable, "-m", "uvicorn", "arginator.api:app"]
         argv = [*argv, "--host", "127.0.0.1", "--port", str(self.port)] if command is None else argv
+        # The log goes to a file: an unread pipe fills after ~64 KB of access log and then blocks the server.
+        import tempfile
+
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the server; closed in stop)
         self.process = subprocess.Popen(
             argv,
             env={**os.environ, "ARGINATOR_THREADS": "1", **env},
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
         )
@@ -135,7 +139,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}: {self.process.stdout.read()}")
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.output()}")
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=1):
                     return self
@@ -146,11 +150,20 @@ class Server:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def output(self) -> str:
+        """Everything the server has logged so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
     def stop(self) -> str:
+        """Stop the server; returns its log."""
         self.process.terminate()
         try:
-            output, _ = self.process.communicate(timeout=10)
+            self.process.wait(timeout=10)
         except Exception:
             self.process.kill()
-            output, _ = self.process.communicate()
+            self.process.wait()
+        output = self.output()
+        self.log.close()
         return output

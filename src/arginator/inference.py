@@ -177,6 +177,7 @@ class Predictor:
         self.chunk_rows = int(chunk_rows)
         thresholds = self.info.thresholds or [0.5] * (1 if self.info.task == "binary" else len(self.info.classes))
         self._cut = np.asarray(thresholds, dtype=np.float32)
+        self._class_array = np.asarray(self.info.classes, dtype=object)
 
     @staticmethod
     def _providers(ort: Any) -> list[str]:
@@ -203,13 +204,19 @@ class Predictor:
         if isinstance(x, np.ndarray):
             array = x
         else:
-            try:
-                array = np.asarray(x)
-            except ValueError as exc:  # ragged nested lists
-                raise InvalidInput(f"rows must all have {self.input_dim} values ({exc})") from None
-        if array.dtype == object:
-            raise InvalidInput(f"rows must all be lists of {self.input_dim} numbers (ragged or mixed input)")
-        if array.dtype.kind not in "fiu":
+            try:  # straight to float32: no float64 copy of the Python numbers
+                with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported below
+                    array = np.array(x, dtype=np.float32)
+            except ValueError as exc:
+                if "could not convert" in str(exc):
+                    raise InvalidInput("values must be numbers") from None
+                raise InvalidInput(f"rows must all have {self.input_dim} values (ragged input)") from None
+            except TypeError:
+                raise InvalidInput(f"rows must all be lists of {self.input_dim} numbers") from None
+        kind = array.dtype.kind
+        if kind not in "fiu":
+            if kind == "O":
+                raise InvalidInput(f"rows must all be lists of {self.input_dim} numbers (ragged or mixed input)")
             raise InvalidInput(f"values must be numbers, got {array.dtype.name} values")
         if array.ndim == 1:
             array = array.reshape(1, -1)
@@ -219,16 +226,19 @@ class Predictor:
             raise InvalidInput("no rows given")
         if array.shape[1] != self.input_dim:
             raise InvalidInput(f"expected {self.input_dim} values per row, got {array.shape[1]}")
-        with np.errstate(over="ignore"):  # values beyond float32 become inf and are reported just below
-            array = np.ascontiguousarray(array, dtype=np.float32)
-        finite = np.isfinite(array)
-        if not finite.all():
-            bad_rows = np.flatnonzero(~finite.all(axis=1))
+        if array.dtype != np.float32:
+            with np.errstate(over="ignore"):  # values beyond float32 become inf and are reported just below
+                array = array.astype(np.float32)
+        array = np.ascontiguousarray(array)
+        if not np.isfinite(array).all():
+            bad_rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
             shown = ", ".join(str(i) for i in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
             raise InvalidInput(f"NaN or infinite values (or beyond float32 range) in row(s) {shown}")
         return array
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        if len(x) <= self.chunk_rows:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
         parts = [
             self.session.run([self.output_name], {self.input_name: x[start : start + self.chunk_rows]})[0]
             for start in range(0, len(x), self.chunk_rows)
@@ -239,8 +249,10 @@ class Predictor:
         """(rows, len(classes_)) probabilities; for binary models the columns are (negative, positive)."""
         raw = self._run(self.validate(x))
         if self.task == "binary":
-            positive = raw.reshape(-1)
-            return np.stack([1.0 - positive, positive], axis=1)
+            both = np.empty((len(raw), 2), dtype=np.float32)
+            both[:, 1] = raw[:, 0]
+            np.subtract(1.0, raw[:, 0], out=both[:, 0])
+            return both
         return raw
 
     def _decide(self, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -256,10 +268,10 @@ class Predictor:
         return chosen, side.min(axis=1)
 
     def _labels(self, decision: np.ndarray) -> list[str]:
-        classes = self.info.classes
         if self.task == "multilabel":
+            classes = self.info.classes
             return [";".join(classes[j] for j in np.flatnonzero(row)) for row in decision]
-        return [classes[i] for i in decision]
+        return self._class_array[decision].tolist()
 
     def predict(self, x: Any) -> np.ndarray:
         """Labels (multiclass, binary) or a 0/1 indicator matrix over `classes_` (multilabel)."""
