@@ -202,42 +202,17 @@ def test_parquet_output_and_failures_leave_no_partial_file(tmp_path, multiclass_
         predict_file(predictor, tmp_path / "matrix.h5", tmp_path / "x.txt")
 
 
+def run_predict(source, model, out):
+    command = [sys.executable, "-m", "arginator.cli", "predict", str(source), "--model", str(model), "--out", str(out)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
 def test_cli_predict(tmp_path, multiclass_model, rows):
     write_inputs(tmp_path, rows)
-    ok = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "arginator.cli",
-            "predict",
-            str(tmp_path / "matrix.h5"),
-            "--model",
-            str(multiclass_model),
-            "--out",
-            str(tmp_path / "p.csv"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ok = run_predict(tmp_path / "matrix.h5", multiclass_model, tmp_path / "p.csv")
     assert ok.returncode == 0, ok.stderr
     assert f"{len(rows)} rows" in ok.stdout and len(pd.read_csv(tmp_path / "p.csv")) == len(rows)
-    wrong = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "arginator.cli",
-            "predict",
-            str(tmp_path / "matrix.h5"),
-            "--model",
-            str(tmp_path / "nope.onnx"),
-            "--out",
-            str(tmp_path / "q.csv"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    wrong = run_predict(tmp_path / "matrix.h5", tmp_path / "nope.onnx", tmp_path / "q.csv")
     assert wrong.returncode == 2 and "error: model not found" in wrong.stderr and "Traceback" not in wrong.stderr
 
 

@@ -40,7 +40,7 @@ from torch.nn.utils import prune
 from arginator import visualize
 from arginator.config import ModelConfig
 from arginator.evaluate import predict_labels
-from arginator.export import build_metadata, export_ffnn
+from arginator.export import INPUT_NAME, build_metadata, export_ffnn, set_metadata
 from arginator.model import FFNN, EmbeddingClassifier
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,7 @@ def quantize_onnx(
         if calibration is None:
             quantize_dynamic(str(prepared), str(int8_path), weight_type=QuantType.QInt8)
         else:
-            input_name = onnx.load(prepared).graph.input[0].name
-            batches = [{input_name: chunk} for chunk in np.array_split(calibration.astype(np.float32), 16)]
+            batches = [{INPUT_NAME: chunk} for chunk in np.array_split(calibration.astype(np.float32), 16)]
 
             class Batches(CalibrationDataReader):
                 def get_next(self) -> dict[str, np.ndarray] | None:
@@ -155,10 +154,7 @@ def quantize_onnx(
             )
     prepared.unlink(missing_ok=True)
     model = onnx.load(int8_path)
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = "arginator." + key, value
+    set_metadata(model, metadata)
     onnx.save(model, int8_path)
     return int8_path
 

@@ -21,10 +21,10 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from arginator.errors import ArginatorError
+from arginator.inference import METADATA_PREFIX
 from arginator.model import EmbeddingClassifier, LogisticBaseline
 
 log = logging.getLogger(__name__)
-METADATA_PREFIX = "arginator."
 FORMAT_VERSION = "1"
 INPUT_NAME, OUTPUT_NAME = "embedding", "probabilities"
 PARITY_TOLERANCE = 1e-5
@@ -61,7 +61,8 @@ def build_metadata(module_or_baseline: Any, thresholds: list[float], info: dict[
     }
 
 
-def _set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    """Replace the model's metadata with `metadata`, keys prefixed `arginator.`."""
     del model.metadata_props[:]
     for key, value in metadata.items():
         entry = model.metadata_props.add()
@@ -84,7 +85,7 @@ def export_ffnn(module: EmbeddingClassifier, metadata: dict[str, str], path: Pat
             verbose=False,
         )
     model = program.model_proto
-    _set_metadata(model, metadata)
+    set_metadata(model, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return path
@@ -117,7 +118,7 @@ def export_baseline(baseline: LogisticBaseline, metadata: dict[str, str], path: 
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="arginator")
     onnx.checker.check_model(model)
-    _set_metadata(model, metadata)
+    set_metadata(model, metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return path
