@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
+
 from invoke import Context, task
 
+ROOT = Path(__file__).resolve().parent
 EXAMPLE_DIR = "data/example"
 EXAMPLE_CONFIG = "configs/data/example.yaml"
 
@@ -78,9 +83,60 @@ def format(c: Context) -> None:
 
 @task
 def test(c: Context) -> None:
-    """The test command: the lint, then pytest with coverage (its summary is the last line)."""
+    """The test command: the lint, the import contracts (.importlinter), then pytest (its summary is the last line)."""
     lint(c)
+    c.run("lint-imports")
     c.run("python -m pytest --cov=arginator --cov-report=term:skip-covered", pty=False)
+
+
+_GENERATED = "# Generated from pyproject.toml by `invoke requirements`: edit pyproject.toml, then run it.\n"
+_TORCH_FIRST = "# Install requirements_torch.txt first (the pinned CPU wheel), or pip may pick a multi-GB CUDA build.\n"
+
+
+def _expand(extras: dict[str, list[str]], extra: str, project: str) -> list[str]:
+    """An extra's requirements, with references to the project's other extras (`project[a,b]`) spelled out."""
+    out: list[str] = []
+    for requirement in extras[extra]:
+        reference = re.fullmatch(rf"{re.escape(project)}\[([^\]]+)\]", requirement.replace(" ", ""))
+        if reference:
+            for name in reference.group(1).split(","):
+                out += _expand(extras, name, project)
+        else:
+            out.append(requirement)
+    return list(dict.fromkeys(out))
+
+
+def requirement_files(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, str]:
+    """The text of requirements.txt, requirements_dev.txt and requirements_serve.txt, from pyproject.toml."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    extras, runtime = project["optional-dependencies"], project["dependencies"]
+    files = {
+        "requirements.txt": (f"# Runtime dependencies ([project] dependencies).\n{_TORCH_FIRST}", runtime),
+        "requirements_dev.txt": (
+            f"# The runtime and the `dev` extra, with the extras it refers to spelled out.\n{_TORCH_FIRST}"
+            "-r requirements.txt\n",
+            [r for r in _expand(extras, "dev", project["name"]) if r not in runtime],  # the rest come with -r
+        ),
+        "requirements_serve.txt": (
+            "# The `serve` extra: the inference service only (the API image). No torch: it runs ONNX models.\n",
+            _expand(extras, "serve", project["name"]),
+        ),
+    }
+    return {name: _GENERATED + header + "".join(f"{r}\n" for r in lines) for name, (header, lines) in files.items()}
+
+
+@task(help={"check": "Write nothing; fail if a file is out of date."})
+def requirements(c: Context, check: bool = False) -> None:
+    """Regenerate requirements.txt, requirements_dev.txt and requirements_serve.txt from pyproject.toml."""
+    files = requirement_files()
+    stale = [name for name, text in files.items() if not (ROOT / name).is_file() or (ROOT / name).read_text() != text]
+    if check:
+        if stale:
+            raise SystemExit(f"out of date (run `invoke requirements`): {', '.join(stale)}")
+        return
+    for name, text in files.items():
+        (ROOT / name).write_text(text)
+    print(f"regenerated from pyproject.toml: {', '.join(stale) or 'nothing changed'}")
 
 
 @task
@@ -110,7 +166,11 @@ def bench(c: Context, run: str = "models/arg-binary-grouped", deploy: str = "dep
 @task
 def serve(c: Context, model: str = "deploy/arg-binary", port: int = 8000) -> None:
     """Serve a model with the API (uvicorn, one worker) on http://127.0.0.1:PORT; the web page is at /."""
-    c.run(f"uvicorn arginator.api:app --host 127.0.0.1 --port {port}", env={"ARGINATOR_MODEL": model}, pty=False)
+    c.run(
+        f"uvicorn arginator.serving.api.app:app --host 127.0.0.1 --port {port}",
+        env={"ARGINATOR_MODEL": model},
+        pty=False,
+    )
 
 
 @task

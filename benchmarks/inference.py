@@ -31,7 +31,7 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from arginator.train import load_model
+from arginator.training.runs import load_model
 
 CUDA = torch.cuda.is_available()
 PROVIDERS = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from arginator.config import ModelConfig, TrainConfig
-from arginator.data import EmbeddingDataModule, TensorBatches
-from arginator.model import EmbeddingClassifier
-from arginator.train import progress_bar
+from arginator.data.datamodule import EmbeddingDataModule, TensorBatches
+from arginator.training.model import EmbeddingClassifier
+from arginator.training.train import progress_bar
 
 DIM, CLASSES = 1024, 5
 

@@ -12,6 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ARGINATOR_MODEL=/models
 
 WORKDIR /app
+# The `serve` extra (requirements_serve.txt, generated from pyproject.toml): no torch, so no requirements_torch.txt here.
 COPY requirements_serve.txt .
 RUN pip install --no-cache-dir -r requirements_serve.txt
 COPY pyproject.toml README.md LICENSE ./
@@ -27,4 +28,4 @@ USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=2).status != 200)"]
-CMD ["uvicorn", "arginator.api:app", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]
+CMD ["uvicorn", "arginator.serving.api.app:app", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]

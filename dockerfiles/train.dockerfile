@@ -19,15 +19,17 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-# The pinned CPU wheel first: an unpinned torch may resolve to a multi-GB CUDA build.
-RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# torch first, from its one pin (requirements_torch.txt, the CPU wheel): an unpinned torch may resolve to a multi-GB
+# CUDA build. The same file then constrains every later install, so nothing moves torch off the pin.
+COPY requirements_torch.txt ./
+RUN pip install --no-cache-dir -r requirements_torch.txt
 COPY requirements.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
+RUN pip install --no-cache-dir -c requirements_torch.txt -r requirements.txt
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 # The project itself with its extras; their versions are bounded in pyproject.toml.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[tracking,parquet,protein,text,pipeline,onnx]" \
+RUN pip install --no-cache-dir -c requirements_torch.txt ".[tracking,parquet,protein,text,pipeline,onnx]" \
     && useradd --create-home --uid 10001 arginator
 COPY --chown=arginator configs ./configs
 COPY --chown=arginator dvc.yaml dvc.lock ./

@@ -118,7 +118,7 @@ class Server:
 
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        argv = command or [sys.executable, "-m", "uvicorn", "arginator.api:app"]
+        argv = command or [sys.executable, "-m", "uvicorn", "arginator.serving.api.app:app"]
         argv = [*argv, "--host", "127.0.0.1", "--port", str(self.port)] if command is None else argv
         # The log goes to a file: an unread pipe fills after ~64 KB of access log and then blocks the server.
         import tempfile

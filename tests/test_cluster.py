@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arginator.cluster import embedding_clusters, mmseqs_clusters
 from arginator.config import DataConfig
-from arginator.data import EmbeddingTable, make_split
+from arginator.data.cluster import embedding_clusters, mmseqs_clusters
+from arginator.data.splits import make_split
+from arginator.data.tables import EmbeddingTable
 from arginator.errors import DataError
 from arginator.sources import load_source, subsample
 

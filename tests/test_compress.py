@@ -6,10 +6,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from arginator.compress import compress_run, narrow, prune_unstructured, sparsity
 from arginator.config import load_config
-from arginator.export import read_metadata
-from arginator.train import load_model, train_run
+from arginator.serving.metadata import read as read_metadata
+from arginator.shipping.compress import choose_shipped, compress_run, narrow, prune_unstructured, sparsity
+from arginator.training.runs import load_model
+from arginator.training.train import train_run
 from tests.conftest import FAST
 
 
@@ -49,7 +50,7 @@ def test_variants_and_their_claims(compressed):
 def test_static_int8_rows_do_not_depend_on_their_batch(compressed):
     run, _ = compressed
     variants = run / "compressed" / "variants"
-    dim = read_metadata(variants / "int8-static.onnx")["input_dim"]
+    dim = read_metadata(variants / "int8-static.onnx").input_dim
     x = np.random.default_rng(3).standard_normal((2, dim)).astype(np.float32)
     with_outlier = np.concatenate([x[:1], 1000 * x[1:]])
 
@@ -66,14 +67,36 @@ def test_policy_ships_an_eligible_variant(compressed):
     run, summary = compressed
     shipped = summary["variants"][summary["shipped"]]
     assert shipped["val_f1_drop"] <= summary["max_f1_drop"]
-    faster = [r for r in summary["variants"].values() if r["file"] and r["val_f1_drop"] <= summary["max_f1_drop"]]
-    assert shipped["batch1024_rows_per_s"] == max(r["batch1024_rows_per_s"] for r in faster)
+    eligible = {
+        n: r for n, r in summary["variants"].items() if r["file"] and r["val_f1_drop"] <= summary["max_f1_drop"]
+    }
+    assert shipped["bytes"] == min(r["bytes"] for r in eligible.values())
     shipped_metadata = read_metadata(run / "compressed" / "model.shipped.onnx")
-    assert shipped_metadata["classes"] == ["a", "b", "c", "d", "non"]
-    assert shipped_metadata["embedder"] == "unirep"  # the serving side picks its text/protein embedder from this
+    assert shipped_metadata.classes == ["a", "b", "c", "d", "non"]
+    assert shipped_metadata.embedder == "unirep"  # the serving side picks its text/protein embedder from this
     assert json.loads((run / "compressed" / "compression.json").read_text())["shipped"] == summary["shipped"]
     assert f"**{summary['shipped']}**" in (run / "compressed" / "compression.md").read_text()
     assert (run / "compressed" / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ship_policy_ignores_speed():
+    def row(size, val_f1, drop, speed, file="x.onnx"):
+        return {"file": file, "bytes": size, "val_macro_f1": val_f1, "val_f1_drop": drop, "batch1024_rows_per_s": speed}
+
+    rows = {
+        "fp32": row(1000, 0.90, 0.0, 100),
+        "int8": row(260, 0.897, 0.003, 900),  # the fastest, not the smallest
+        "int8-static": row(250, 0.896, 0.004, 300),
+        "narrow-0.25-int8": row(80, 0.80, 0.10, 2000),  # smallest of all but over the accuracy budget
+        "torch-int8": row(10, 0.90, 0.0, 5000, file=None),  # not an ONNX file: never shipped
+    }
+    assert choose_shipped(rows, max_f1_drop=0.005) == "int8-static"
+    for name in rows:  # another machine measures other speeds: the choice stays
+        rows[name]["batch1024_rows_per_s"] = 1.0 / rows[name]["batch1024_rows_per_s"]
+    assert choose_shipped(rows, max_f1_drop=0.005) == "int8-static"
+    rows["int8"]["bytes"] = 250  # equal size: the better validation F1 wins, then the name
+    assert choose_shipped(rows, max_f1_drop=0.005) == "int8"
+    assert choose_shipped(rows, max_f1_drop=0.0) == "fp32"
 
 
 def test_narrowing_keeps_the_strongest_neurons(compressed):
@@ -81,6 +104,14 @@ def test_narrowing_keeps_the_strongest_neurons(compressed):
     module, _ = load_model(run / "model.ckpt")
     smaller = narrow(module, 0.25)
     assert smaller.hparams["model_config"]["hidden_sizes"] == [32, 16]
+    old_first, new_first = module.net.layers[0], smaller.net.layers[0]
+    norms = old_first.weight.norm(dim=1)
+    strongest = torch.topk(norms, 32).indices.sort().values
+    torch.testing.assert_close(new_first.weight, old_first.weight[strongest])  # the 32 largest-norm neurons, in order
+    torch.testing.assert_close(new_first.bias, old_first.bias[strongest])
+    assert norms[strongest].min() >= norms[torch.topk(norms, 96, largest=False).indices].max()
+    second = smaller.net.layers[[i for i, m in enumerate(smaller.net.layers) if isinstance(m, torch.nn.Linear)][1]]
+    assert second.in_features == 32  # the next layer reads exactly the kept neurons
     x = torch.randn(4, 1024)
     assert smaller.eval()(x).shape == module.eval()(x).shape
     pruned = prune_unstructured(module, 0.8)

@@ -8,15 +8,10 @@ import pytest
 import torch
 
 from arginator.config import DataConfig
-from arginator.data import (
-    EmbeddingDataModule,
-    TensorBatches,
-    encode_targets,
-    load_embeddings,
-    load_or_create_split,
-    make_split,
-    prepare_dataset,
-)
+from arginator.data.datamodule import EmbeddingDataModule, TensorBatches
+from arginator.data.splits import load_or_create_split, make_split, prepare_dataset
+from arginator.data.tables import load_embeddings
+from arginator.data.targets import encode_targets
 from arginator.errors import DataError
 from tests.conftest import DIM, SMALL_CLASSES, random_vectors, write_class_file
 
@@ -384,3 +379,10 @@ def test_reader_does_not_modify_input_files(seed_layout):
     assert before == {p.name: p.read_bytes() for p in Path(seed_layout).iterdir()}
     with h5py.File(next(Path(seed_layout).glob("*_a_*.h5"))) as handle:
         assert len(handle) == SMALL_CLASSES["a"]
+
+
+def test_a_single_trailing_training_row_joins_the_previous_batch():
+    x, y = torch.zeros((9, 2)), torch.zeros(9)
+    assert [len(b) for b, _ in TensorBatches(x, y, batch_size=4, shuffle=True)] == [4, 5]
+    assert len(TensorBatches(x, y, batch_size=4, shuffle=True)) == 2
+    assert [len(b) for b, _ in TensorBatches(x, y, batch_size=4, shuffle=False)] == [4, 4, 1]  # evaluation: all rows

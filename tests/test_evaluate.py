@@ -4,10 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arginator.config import load_config
+from arginator.config import DataConfig, load_config
+from arginator.data.tables import load_embeddings
 from arginator.errors import DataError
-from arginator.evaluate import evaluate_run, expected_calibration_error, predict_labels, score
-from arginator.train import train_run
+from arginator.serving.decide import decide
+from arginator.sources import write_example_dataset
+from arginator.training.evaluate import evaluate_run, write_report
+from arginator.training.metrics import expected_calibration_error, score
+from arginator.training.runs import load_model
+from arginator.training.train import train_run
 from tests.conftest import FAST, random_vectors, write_class_file
 
 
@@ -45,7 +50,7 @@ def test_multilabel_scores():
     metrics = score(y, p, "multilabel", ["x", "y"], [0.5, 0.5]).metrics
     assert metrics["accuracy"] == 0.75  # exact-match ratio: row 3 misses label y
     assert metrics["per_class"]["y"]["recall"] == 0.5
-    np.testing.assert_array_equal(predict_labels(p, "multilabel", [0.5, 0.3]), [[1, 0], [0, 1], [1, 1], [0, 0]])
+    np.testing.assert_array_equal(decide(p, "multilabel", [0.5, 0.3]).chosen, [[1, 0], [0, 1], [1, 1], [0, 0]])
 
 
 def test_expected_calibration_error():
@@ -90,9 +95,60 @@ def test_evaluate_rejects_unknown_label_and_wrong_dimension(trained_run, tmp_pat
 
 
 def test_pr_curve_data_is_thinned(tmp_path):
-    from arginator.evaluate import write_pr_curve_data
+    from arginator.training.evaluate import write_pr_curve_data
 
     recall = np.linspace(1, 0, 5000)
     write_pr_curve_data({"ffnn": {"arg": (recall, np.linspace(0.5, 1, 5000))}}, tmp_path / "pr.csv", max_points=100)
     table = pd.read_csv(tmp_path / "pr.csv")
     assert len(table) == 100 and table["recall"].iloc[0] == 1.0 and table["recall"].iloc[-1] == 0.0
+
+
+def test_evaluate_external_hdf5_uses_its_own_labels_not_the_runs(tmp_path):
+    """The `.h5` that `arginator embed` writes, plus its labels CSV, scores a run trained with a group column."""
+    source = write_example_dataset(tmp_path / "seed", class_sizes={"a": 30, "b": 30, "non": 40}, dim=32, seed=2)
+    table = load_embeddings(source, DataConfig())
+    train_h5, other_h5 = tmp_path / "train.h5", tmp_path / "other.h5"
+    groups = pd.read_csv(source / "groups.csv", dtype=str)
+    for path, rows in ((train_h5, slice(0, None, 2)), (other_h5, slice(1, None, 2))):
+        write_class_file(path, dict(zip(table.ids[rows], table.vectors[rows], strict=True)))
+    labels_of = {i: labels[0] for i, labels in zip(table.ids, table.labels, strict=True)}
+    train_labels = groups[groups["id"].isin(table.ids[::2])].assign(label=lambda f: f["id"].map(labels_of))
+    train_labels.to_csv(tmp_path / "train_labels.csv", index=False)
+    other_ids = list(table.ids[1::2])
+    # Deliberately different labels from the truth for a few rows: the score must reflect these, not the run's.
+    flipped = {i: ("a" if labels_of[i] != "a" else "b") for i in other_ids[:5]}
+    other_labels = pd.DataFrame({"id": other_ids, "label": [flipped.get(i, labels_of[i]) for i in other_ids]})
+    other_labels.to_csv(tmp_path / "other_labels.csv", index=False)
+    config = load_config(
+        overrides=[
+            *FAST,
+            "train.max_epochs=6",
+            f"data.labels_file={tmp_path / 'train_labels.csv'}",
+            "data.group_column=family",
+        ]
+    )
+    run = tmp_path / "run"
+    train_run(train_h5, config, run)
+    metrics = evaluate_run(run, other_h5, tmp_path / "report", labels_file=tmp_path / "other_labels.csv")
+    module, _ = load_model(run / "model.ckpt")
+    x = np.stack([table.vectors[list(table.ids).index(i)] for i in other_ids])
+    predicted = np.array(module.classes)[decide(module.predict_proba(x), "multiclass").chosen]
+    expected = float(np.mean(predicted == other_labels["label"].to_numpy()))
+    assert metrics["ffnn"]["n"] == len(other_ids) and metrics["ffnn"]["accuracy"] == pytest.approx(expected)
+
+
+def test_classes_without_rows_are_listed_not_averaged_as_zero(tmp_path):
+    y = np.array([0, 0, 1, 1])
+    probabilities = np.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1]])
+    metrics = score(y, probabilities, "multiclass", ["a", "b", "c"], []).metrics
+    assert metrics["unscored"] == ["c"]
+    # a: P 1, R 0.5 -> F1 2/3; b: F1 1. The mean over the two present classes; c (no rows) is not a zero in it.
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 1) / 2)
+    report_metrics = {
+        "ffnn": metrics,
+        "baseline": metrics,
+        "evaluated_on": {"task": "multiclass", "n": 4, "rows": "test split", "data": "x", "classes": ["a", "b", "c"]},
+    }
+    write_report(report_metrics, tmp_path / "report.md")
+    report = (tmp_path / "report.md").read_text()
+    assert "Not scored (no test rows): c." in report and "| c | not scored: no rows |" in report

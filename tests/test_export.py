@@ -5,8 +5,11 @@ import onnx
 import pytest
 
 from arginator.config import load_config
-from arginator.export import ExportError, check_parity, export_run, onnx_probabilities, read_metadata
-from arginator.train import load_baseline, load_model, train_run
+from arginator.errors import ModelLoadError
+from arginator.serving.metadata import read as read_metadata
+from arginator.shipping.export import ExportError, check_parity, export_run, onnx_probabilities
+from arginator.training.runs import load_baseline, load_model
+from arginator.training.train import train_run
 from tests.conftest import FAST
 
 
@@ -43,27 +46,27 @@ def test_metadata_round_trip(exported):
     info = json.loads((run / "run.json").read_text())
     for name, kind in (("model.onnx", "ffnn"), ("baseline.onnx", "baseline")):
         metadata = read_metadata(run / name)
-        assert metadata["classes"] == module.classes and metadata["task"] == module.task
-        assert metadata["input_dim"] == 1024 and metadata["embedder"] == "prott5" and metadata["model"] == kind
-        assert metadata["data_fingerprint"] == info["data_fingerprint"]
-    assert read_metadata(run / "model.onnx")["thresholds"] == thresholds
+        assert metadata.classes == module.classes and metadata.task == module.task
+        assert metadata.input_dim == 1024 and metadata.embedder == "prott5" and metadata.kind == kind
+        assert metadata.data_fingerprint == info["data_fingerprint"]
+    assert read_metadata(run / "model.onnx").thresholds == thresholds
 
 
 def test_corrupt_or_foreign_onnx_is_a_clear_error(exported, tmp_path):
     run, _ = exported
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes((run / "model.onnx").read_bytes()[:500])
-    with pytest.raises(ExportError, match=r"cannot read corrupt.onnx: not a valid ONNX model"):
+    with pytest.raises(ModelLoadError, match=r"cannot load corrupt.onnx: not a valid ONNX model"):
         read_metadata(corrupt)
     foreign = onnx.load(run / "baseline.onnx")
     del foreign.metadata_props[:]
     onnx.save(foreign, tmp_path / "foreign.onnx")
     with pytest.raises(
-        ExportError,
-        match=r"foreign.onnx is not an arginator model: metadata \['classes', 'input_dim', 'task'\] missing",
+        ModelLoadError,
+        match=r"foreign.onnx is not an arginator model: metadata \['task', 'classes', 'input_dim'\] missing",
     ):
         read_metadata(tmp_path / "foreign.onnx")
-    with pytest.raises(ExportError, match="ONNX file not found"):
+    with pytest.raises(ModelLoadError, match="model not found"):
         read_metadata(tmp_path / "absent.onnx")
 
 

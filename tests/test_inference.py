@@ -14,9 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from arginator.config import load_config
-from arginator.export import export_run
-from arginator.inference import InvalidInput, ModelLoadError, Predictor, iter_embedding_chunks, predict_file
-from arginator.train import load_model, train_run
+from arginator.data.readers import iter_chunks
+from arginator.errors import DataError, InvalidInput, ModelLoadError
+from arginator.serving.predictor import Predictor
+from arginator.serving.streaming import predict_file
+from arginator.shipping.export import export_run
+from arginator.training.runs import load_model
+from arginator.training.train import train_run
 from tests.conftest import FAST, write_linear_onnx
 
 DIM = 16
@@ -170,12 +174,12 @@ def test_predict_file_streams_every_format(tmp_path, multiclass_model, rows, nam
 
 def test_stored_npz_is_memory_mapped_not_loaded(tmp_path, rows):
     write_inputs(tmp_path, rows)
-    from arginator.inference import _npz_member
+    from arginator.data.readers import npz_member as _npz_member
 
     assert isinstance(_npz_member(tmp_path / "stored.npz", "embeddings"), np.memmap)
     with zipfile.ZipFile(tmp_path / "compressed.npz") as archive:
         assert archive.getinfo("embeddings.npy").compress_type == zipfile.ZIP_DEFLATED
-    assert max(len(chunk) for _, chunk in iter_embedding_chunks(tmp_path / "stored.npz", 8)) == 8
+    assert max(len(chunk) for chunk in (c.vectors for c in iter_chunks(tmp_path / "stored.npz", chunk_rows=8))) == 8
 
 
 def test_parquet_output_and_failures_leave_no_partial_file(tmp_path, multiclass_model, rows):
@@ -193,10 +197,10 @@ def test_parquet_output_and_failures_leave_no_partial_file(tmp_path, multiclass_
         predict_file(predictor, tmp_path / "broken.npy", tmp_path / "broken.csv", chunk_rows=16)
     assert not list(tmp_path.glob("broken.csv*"))
     (tmp_path / "empty.h5").write_bytes(b"")
-    with pytest.raises(InvalidInput, match="empty"):
+    with pytest.raises(DataError, match="empty"):
         predict_file(predictor, tmp_path / "empty.h5", tmp_path / "x.csv")
     (tmp_path / "bad.h5").write_bytes(b"not hdf5")
-    with pytest.raises(InvalidInput, match="not a readable HDF5"):
+    with pytest.raises(DataError, match="not a readable HDF5"):
         predict_file(predictor, tmp_path / "bad.h5", tmp_path / "x.csv")
     with pytest.raises(InvalidInput, match="output must end in"):
         predict_file(predictor, tmp_path / "matrix.h5", tmp_path / "x.txt")
@@ -218,7 +222,7 @@ def test_cli_predict(tmp_path, multiclass_model, rows):
 
 def test_serving_modules_import_no_training_stack():
     code = (
-        "import sys, arginator.api, arginator.inference; "
+        "import sys, arginator.serving.api.app, arginator.serving.predictor, arginator.serving.streaming; "
         "print(sorted(m for m in ('torch', 'lightning', 'wandb', 'dvc', 'sklearn') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from arginator.config import ModelConfig, TrainConfig
-from arginator.model import FFNN, EmbeddingClassifier, LogisticBaseline
+from arginator.training.model import FFNN, EmbeddingClassifier, LogisticBaseline
 
 
 def make_module(task: str, classes: list[str], weights: list[float] | None = None, **model) -> EmbeddingClassifier:

@@ -45,7 +45,7 @@ def test_tiny_dvc_repro(tmp_path):
     first = dvc("repro", cwd=project)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for split in ("grouped", "random"):
-        metrics = json.loads((project / "reports" / f"arg-binary-{split}" / "metrics.json").read_text())
+        metrics = json.loads((project / "reports" / "runs" / f"arg-binary-{split}" / "metrics.json").read_text())
         assert {"ffnn", "baseline"} <= set(metrics)
     assert (project / "dvc.lock").exists()
     assert "arg-binary | grouped | ffnn" in (project / "docs" / "results.md").read_text()
@@ -55,3 +55,51 @@ def test_tiny_dvc_repro(tmp_path):
 
     shown = dvc("metrics", "show", cwd=project)
     assert shown.returncode == 0 and "ffnn.macro_f1" in shown.stdout
+
+
+# The module each stage's command runs; the stage must depend on every project module that one imports.
+STAGE_ENTRY = {
+    "prepare": "arginator.sources",
+    "embed": "arginator.embed",
+    "split": "arginator.data.cluster",
+    "train": "arginator.training.train",
+    "evaluate": "arginator.training.evaluate",
+    "export": "arginator.shipping.export",
+    "compress": "arginator.shipping.compress",
+    "results": "arginator.training.results",
+}
+# Not outputs-relevant: the package root holds only the version string, errors only exception classes, and the
+# CLI only parses options (its defaults are spelled out in dvc.yaml's commands).
+NOT_DEPENDENCIES = {"arginator", "arginator.errors", "arginator.cli"}
+
+
+def module_file(module: str) -> str:
+    path = Path("src", *module.split("."))
+    return str(path / "__init__.py") if (ROOT / path).is_dir() else str(path.with_suffix(".py"))
+
+
+def test_every_stage_depends_on_the_code_it_runs():
+    import grimp
+    from dvc.repo import Repo
+
+    graph = grimp.build_graph("arginator")
+    stages = Repo(str(ROOT)).index.stages
+    assert {stage.addressing.split("@")[0] for stage in stages} == set(STAGE_ENTRY)
+    for stage in stages:
+        entry = STAGE_ENTRY[stage.addressing.split("@")[0]]
+        deps = [str(Path(dep.def_path)) for dep in stage.deps]
+        needed = ({entry} | graph.find_upstream_modules(entry)) - NOT_DEPENDENCIES
+        missing = [module_file(m) for m in sorted(needed) if not any(module_file(m).startswith(dep) for dep in deps)]
+        assert not missing, f"{stage.addressing} does not depend on {missing}"
+
+
+def test_train_follows_its_dataset_config_and_results_ignore_benchmarks():
+    from dvc.repo import Repo
+
+    for stage in Repo(str(ROOT)).index.stages:
+        deps = {str(Path(dep.def_path)) for dep in stage.deps}
+        if stage.addressing.startswith("train@"):
+            dataset = stage.addressing.removeprefix("train@").rsplit("-", 1)[0]
+            assert f"configs/data/{dataset}.yaml" in deps
+        if stage.addressing == "results":
+            assert "reports" not in deps and not any(dep.startswith("reports/benchmarks") for dep in deps)

@@ -1,4 +1,8 @@
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -6,9 +10,13 @@ import pytest
 import torch
 
 from arginator.config import load_config
-from arginator.errors import ConfigError
-from arginator.train import class_weights, load_baseline, load_model, train_run, tune_thresholds
-from tests.conftest import FAST
+from arginator.errors import ConfigError, DataError
+from arginator.shipping.export import export_run
+from arginator.sources import write_example_dataset
+from arginator.training.evaluate import evaluate_run
+from arginator.training.runs import load_baseline, load_model
+from arginator.training.train import class_weights, train_run, tune_thresholds
+from tests.conftest import FAST, SMALL_CLASSES, random_vectors, write_class_file
 
 
 def test_multiclass_run_writes_a_self_contained_model(seed_layout, tmp_path):
@@ -34,7 +42,9 @@ def test_multiclass_run_writes_a_self_contained_model(seed_layout, tmp_path):
     assert thresholds == []
     info = json.loads((run / "run.json").read_text())
     split = pd.read_csv(run / "split.csv")
-    assert info["split_sizes"] == split["split"].value_counts().to_dict() | info["split_sizes"]
+    counted = split["split"].value_counts().to_dict()
+    assert set(counted) == {"train", "val", "test"}
+    assert info["split_sizes"] == counted and sum(counted.values()) == sum(SMALL_CLASSES.values())
     x = np.random.default_rng(0).normal(size=(3, 1024)).astype(np.float32)
     assert module.predict_proba(x).shape == (3, 5)
     baseline, _ = load_baseline(run / "baseline.json")
@@ -116,3 +126,124 @@ def test_class_weights_and_threshold_tuning():
     (threshold,) = tune_thresholds(y, p, "binary")
     assert 0.3 < threshold <= 0.35
     assert tune_thresholds(np.array([0, 1]), np.array([0.1, 0.9]), "binary") == [0.5]  # ties keep 0.5
+
+
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_and_evaluation_are_device_agnostic(seed_layout, tmp_path, device):
+    """A short fit on every available device (CUDA when there is one); what is written always loads on the CPU."""
+    config = load_config(
+        overrides=[*FAST, "train.max_epochs=2", f"train.accelerator={'gpu' if device == 'cuda' else 'cpu'}"]
+    )
+    train_run(seed_layout, config, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "model.ckpt", map_location="cpu", weights_only=True)
+    assert all(tensor.device.type == "cpu" for tensor in state["state_dict"].values())
+    module, _ = load_model(tmp_path / "run" / "model.ckpt")
+    x = np.random.default_rng(0).normal(size=(5, 1024)).astype(np.float32)
+    on_cpu = module.predict_proba(x)
+    module.to(device)
+    np.testing.assert_allclose(module.predict_proba(x), on_cpu, atol=1e-5)  # numpy out, from any device
+
+
+class _Payload:
+    """An object whose unpickling would create a file: what a malicious checkpoint could run."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_resume_refuses_a_checkpoint_that_needs_pickle(seed_layout, tmp_path):
+    run = tmp_path / "run"
+    train_run(seed_layout, load_config(overrides=[*FAST, "train.max_epochs=1"]), run)
+    marker = tmp_path / "executed"
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    state["payload"] = _Payload(str(marker))
+    torch.save(state, run / "checkpoints" / "last.ckpt")
+    with pytest.raises(ConfigError, match=r"cannot load checkpoint .*last.ckpt safely \(weights only\)"):
+        train_run(None, None, run, resume=True)
+    assert not marker.exists()
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_data_is_bad(seed_layout, tmp_path):
+    run = tmp_path / "run"
+    train_run(seed_layout, load_config(overrides=[*FAST, "train.max_epochs=1"]), run)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    write_class_file(bad / "card_class_a_embeddings.h5", random_vectors("a", 6))
+    (bad / "card_class_b_embeddings.h5").write_bytes(b"truncated")
+    with pytest.raises(DataError, match=r"card_class_b_embeddings\.h5"):
+        train_run(bad, load_config(overrides=FAST), run, overwrite=True)
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    train_run(seed_layout, load_config(overrides=[*FAST, "train.max_epochs=2"]), run, overwrite=True)
+    assert not run.with_name("run.replaced").exists()
+    assert len(pd.read_csv(run / "logs" / "metrics.csv")["epoch"].dropna().unique()) == 2
+
+
+def test_run_files_work_from_any_working_directory(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    write_example_dataset(project / "data" / "seed", class_sizes=SMALL_CLASSES, seed=1)
+    monkeypatch.chdir(project)
+    config = load_config(
+        overrides=[*FAST, "train.max_epochs=1", "data.labels_file=data/seed/groups.csv", "data.group_column=family"]
+    )
+    train_run(Path("data/seed"), config, Path("models/run"))
+    monkeypatch.chdir(tmp_path)  # somewhere else: every stage must still find the data and the labels
+    metrics = evaluate_run(project / "models" / "run")
+    assert metrics["evaluated_on"]["n"] == sum(pd.read_csv(project / "models/run/split.csv")["split"] == "test")
+    assert export_run(project / "models" / "run", tmp_path / "deploy")["ffnn"]["max_abs_difference"] < 1e-5
+
+
+KILLED_MID_EPOCH = """
+import os, signal, sys
+
+import lightning as L
+
+from arginator.config import load_config
+from arginator.training.train import train_run
+
+
+class KillMidEpoch(L.Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 3 and batch_idx == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no flush: as if the machine died
+
+
+train_run(sys.argv[1], load_config(overrides=sys.argv[3:]), sys.argv[2], callbacks=[KillMidEpoch()])
+"""
+
+
+def test_killed_mid_epoch_then_resumed_equals_an_uninterrupted_run(seed_layout, tmp_path):
+    overrides = [*FAST, "train.max_epochs=7", "train.patience=50"]
+    killed = tmp_path / "killed"
+    driver = tmp_path / "driver.py"
+    driver.write_text(KILLED_MID_EPOCH)
+    crash = subprocess.run([sys.executable, str(driver), str(seed_layout), str(killed), *overrides], check=False)
+    assert crash.returncode == -signal.SIGKILL
+    assert (killed / "checkpoints" / "last.ckpt").exists() and not (killed / "model.ckpt").exists()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "arginator.cli", "train", "--resume", "--out", str(killed), "--no-evaluate"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # The uninterrupted run also in a fresh process: same threads and library state as the killed one.
+    straight = [sys.executable, "-m", "arginator.cli", "train", "--data", str(seed_layout), "--no-evaluate"]
+    straight += ["--out", str(tmp_path / "straight"), *(f"--set={override}" for override in overrides)]
+    assert subprocess.run(straight, capture_output=True, check=False).returncode == 0
+
+    def validation_curve(run: Path) -> list[float]:
+        frame = pd.read_csv(run / "logs" / "metrics.csv")
+        return frame.dropna(subset=["val_macro_f1"]).groupby("epoch")["val_macro_f1"].last().tolist()
+
+    assert len(validation_curve(tmp_path / "straight")) == 7
+    assert validation_curve(killed) == validation_curve(tmp_path / "straight")
+    one = torch.load(killed / "model.ckpt", weights_only=True)["state_dict"]
+    two = torch.load(tmp_path / "straight" / "model.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(one[key], two[key]) for key in one)

@@ -11,7 +11,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from arginator.inference import Predictor
+from arginator.serving.predictor import Predictor
 from tests.conftest import Server, write_linear_onnx
 
 DIM = 16

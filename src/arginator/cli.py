@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -65,7 +64,9 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run directory (default: models/<data>-<task>).")] = None,
     split: Annotated[Path | None, typer.Option(help="Use this split file (from `arginator split`).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Delete an existing run in --out first.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing run in --out (after the new data is validated).")
+    ] = False,
     evaluate: Annotated[bool, typer.Option(help="Evaluate both models on the test split afterwards.")] = True,
 ) -> None:
     """Train the FFNN and the logistic-regression baseline, then evaluate both on the test split."""
@@ -84,23 +85,21 @@ def train(
         if resume:
             if out is None:
                 raise ArginatorError("--resume needs --out DIR, the run to continue")
-            stored = out / "config.yaml"
-            run_config = load_config([stored, *(config or [])], overrides) if stored.exists() else None
+            from arginator.training import runs
+
+            stored = runs.read_config(out).model_dump(mode="json")
+            run_config = load_config(config, overrides, base=stored)
         else:
             if data is None:
                 raise ArginatorError("--data is required (a directory of per-class HDF5 files or a table)")
             run_config = load_config(config, overrides)
         if out is None:
             out = Path("models") / f"{data.stem if data else 'run'}-{run_config.data.task}"
-        from arginator.evaluate import evaluate_run
-        from arginator.train import train_run
+        from arginator.training.evaluate import evaluate_run
+        from arginator.training.train import train_run
 
-        if overwrite and not resume and out.exists():
-            if not (out / "config.yaml").exists():
-                raise ArginatorError(f"--overwrite refuses to delete {out}: it is not a run directory")
-            shutil.rmtree(out)
         typer.echo(f"training into {out}", err=True)
-        result = train_run(data, run_config, out, resume=resume, split_file=split)
+        result = train_run(data, run_config, out, resume=resume, split_file=split, overwrite=overwrite)
         typer.echo(f"trained {result.epochs_trained} epochs; best checkpoint {result.best_checkpoint}", err=True)
         if evaluate:
             metrics = evaluate_run(out)
@@ -114,14 +113,19 @@ def train(
 def evaluate_command(
     run: Annotated[Path, typer.Option(help="Run directory written by `arginator train`.")],
     data: Annotated[Path | None, typer.Option(help="External labelled data (default: the run's test split).")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Labels CSV (id, label) for --data when it is an HDF5 file without labels.")
+    ] = None,
     report_dir: Annotated[Path | None, typer.Option(help="Where to write the results (default: the run).")] = None,
 ) -> None:
     """Score the FFNN and the baseline; write metrics.json, figures/ and report.md (into the run, or --report-dir)."""
     _setup_logging()
     try:
-        from arginator.evaluate import evaluate_run
+        from arginator.training.evaluate import evaluate_run
 
-        metrics = evaluate_run(run, data, report_dir)
+        if labels is not None and data is None:
+            raise ArginatorError("--labels describes --data: pass both, or neither for the run's test split")
+        metrics = evaluate_run(run, data, report_dir, labels_file=labels)
         typer.echo(_summary(metrics))
     except ArginatorError as exc:
         raise _fail(exc) from None
@@ -201,39 +205,20 @@ def split(
     """Write train/val/test splits: grouped by homology (or embedding similarity), and optionally a random one."""
     _setup_logging()
     try:
-        import numpy as np
-
-        from arginator.cluster import embedding_clusters, mmseqs_clusters
         from arginator.config import load_config
-        from arginator.data import load_task_table, make_split, split_frame
-        from arginator.sources import read_inputs
+        from arginator.data.cluster import table_groups
+        from arginator.data.splits import make_split, write_split
+        from arginator.data.targets import load_task_table
 
         run_config = load_config(config, set_)
         table, _ = load_task_table(data, run_config.data)
         if random_out is not None:
             random_table = type(table)(table.ids, table.vectors, table.labels, None, table.source)
-            random_out.parent.mkdir(parents=True, exist_ok=True)
-            split_frame(random_table, make_split(random_table, run_config.data)).to_csv(random_out, index=False)
-        if method == "mmseqs":
-            fasta_dir = sequences.parent if sequences else Path(run_config.data.labels_file or data).parent
-            ids, seqs = read_inputs(fasta_dir)
-            by_id = dict(zip(ids, seqs, strict=True))
-            missing = [i for i in table.ids if i not in by_id]
-            if missing:
-                raise ArginatorError(f"id '{missing[0]}' has no sequence in {fasta_dir} ({len(missing)} such ids)")
-            groups = mmseqs_clusters(list(table.ids), [by_id[i] for i in table.ids], min_identity=identity)
-        elif method == "embedding":
-            groups = embedding_clusters(list(table.ids), table.vectors, min_cosine=min_cosine)
-        elif method == "none":
-            groups = None
-        else:
-            raise ArginatorError(f"unknown split method '{method}'; choose mmseqs, embedding or none")
-        if groups is not None:
-            table.groups = np.array([groups[i] for i in table.ids], dtype=object)
-        assignment = make_split(table, run_config.data)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        split_frame(table, assignment).to_csv(out, index=False)
-        n_groups = len(set(groups.values())) if groups else 0
+            write_split(random_table, make_split(random_table, run_config.data), random_out)
+        fasta_dir = sequences.parent if sequences else Path(run_config.data.labels_file or data).parent
+        table.groups = table_groups(table, method, fasta_dir, identity=identity, min_cosine=min_cosine)
+        write_split(table, make_split(table, run_config.data), out)
+        n_groups = len(set(table.groups)) if table.groups is not None else 0
         typer.echo(f"wrote {out}: {len(table)} rows, {n_groups} groups ({method})", err=True)
     except ArginatorError as exc:
         raise _fail(exc) from None
@@ -248,7 +233,7 @@ def export_command(
     """Export the FFNN and the baseline to ONNX with metadata; fails unless ONNX matches torch on the test split."""
     _setup_logging()
     try:
-        from arginator.export import export_run
+        from arginator.shipping.export import export_run
 
         summary = export_run(run, out, embedder=embedder)
         for kind in ("ffnn", "baseline"):
@@ -275,7 +260,7 @@ def compress(
     """Build pruned and quantized variants, measure size/speed/accuracy, and pick the one to ship."""
     _setup_logging()
     try:
-        from arginator.compress import compress_run
+        from arginator.shipping.compress import compress_run
 
         summary = compress_run(run, out, max_f1_drop=max_f1_drop, threads=threads, embedder=embedder)
         typer.echo(f"shipped: {summary['shipped']}")
@@ -285,14 +270,17 @@ def compress(
 
 @app.command()
 def results(
-    reports: Annotated[Path, typer.Option(help="Directory of <dataset>-<split>/metrics.json.")] = Path("reports"),
+    reports: Annotated[Path, typer.Option(help="Directory of <dataset>-<split>/metrics.json.")] = Path("reports/runs"),
     out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("reports/results.md"),
 ) -> None:
     """Collect every run's metrics into one table: FFNN vs baseline, grouped vs random split."""
-    from arginator.evaluate import results_table
+    from arginator import atomic
+    from arginator.training.results import results_table
 
     table = results_table(reports)
-    out.write_text("# Results\n\nTest-split figures per dataset; `grouped` keeps homologs on one side.\n\n" + table)
+    atomic.write_text(
+        out, "# Results\n\nTest-split figures per dataset; `grouped` keeps homologs on one side.\n\n" + table
+    )
     typer.echo(table)
 
 
@@ -308,7 +296,8 @@ def predict(
     """Predict every row of an embedding file with an exported ONNX model, streaming in chunks."""
     from tqdm import tqdm
 
-    from arginator.inference import Predictor, predict_file
+    from arginator.serving.predictor import Predictor
+    from arginator.serving.streaming import predict_file
 
     try:
         predictor = Predictor(model, threads=threads, min_confidence=min_confidence)

@@ -178,10 +178,13 @@ def parse_override(override: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def load_config(files: list[Path] | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Build a validated `RunConfig` from defaults, YAML files (in order) and `key=value` overrides.
+def load_config(
+    files: list[Path] | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None
+) -> RunConfig:
+    """Build a validated `RunConfig` from defaults (or `base`), YAML files (in order) and `key=value` overrides.
 
     Args:
+        base: a starting configuration (e.g. a stored run's) instead of the defaults.
         files: YAML files, each a mapping of sections (`data`, `model`, `train`, `baseline`).
         overrides: `section.key=value` strings; values are parsed as YAML.
 
@@ -191,8 +194,8 @@ def load_config(files: list[Path] | None = None, overrides: list[str] | None = N
     Raises:
         ConfigError: a file is missing or malformed, a key is unknown or a value has the wrong type.
     """
-    raw: dict[str, Any] = {}
-    origins = []
+    raw: dict[str, Any] = dict(base or {})
+    origins = ["stored run"] if base else []
     for path in files or []:
         raw = _deep_merge(raw, _read_yaml(Path(path)))
         origins.append(str(path))
@@ -215,8 +218,3 @@ def config_from_dict(raw: dict[str, Any], origin: str) -> RunConfig:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, origin)) from None
-
-
-def save_config(config: RunConfig, path: Path) -> None:
-    """Write the resolved configuration as YAML, so a run can be repeated exactly."""
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

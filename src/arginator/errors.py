@@ -11,3 +11,11 @@ class ConfigError(ArginatorError, ValueError):
 
 class DataError(ArginatorError, ValueError):
     """An embedding or label file is unreadable, inconsistent or does not match what the run expects."""
+
+
+class InvalidInput(DataError):  # noqa: N818 (the name clients and the API speak of)
+    """Input rows a model cannot take: wrong shape or dimension, not numeric, NaN/Inf, empty."""
+
+
+class ModelLoadError(ArginatorError):
+    """A model file is missing, corrupt, or not an arginator model."""

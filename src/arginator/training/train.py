@@ -1,45 +1,36 @@
 """Fitting: the Lightning Trainer for the FFNN (early stopping, checkpoints, W&B, resume) and the baseline.
 
-A run directory holds everything a run produced:
-
-    <run>/config.yaml        resolved configuration
-    <run>/run.json           data path, task, classes, input dimension, data fingerprint
-    <run>/split.csv          id, label, split, group (reused when the run is resumed)
-    <run>/checkpoints/       Lightning checkpoints (best and last; `last.ckpt` is what --resume continues)
-    <run>/model.ckpt         the best FFNN: weights + hyperparameters + thresholds (loads with weights_only=True)
-    <run>/baseline.json      the logistic-regression baseline, as plain JSON
-    <run>/logs/metrics.csv   per-epoch losses (learning curves)
+What a run directory holds, and how it is read and written, is in `training.runs`. Training is device-agnostic:
+`train.accelerator: auto` uses a GPU when there is one; everything written is moved to the CPU first.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import f1_score
 
-from arginator import __version__
-from arginator.config import RunConfig, config_from_dict, save_config
-from arginator.data import EmbeddingDataModule, PreparedData, fingerprint, prepare_dataset
+from arginator.config import RunConfig
+from arginator.data.datamodule import EmbeddingDataModule
+from arginator.data.splits import SPLITS, PreparedData, fingerprint, prepare_dataset, write_split
 from arginator.errors import ConfigError
-from arginator.model import EmbeddingClassifier, LogisticBaseline
+from arginator.serving.decide import decide
+from arginator.training import runs
+from arginator.training.metrics import macro_f1
+from arginator.training.model import EmbeddingClassifier, LogisticBaseline
 
 log = logging.getLogger(__name__)
-MODEL_FORMAT = 1
 
 
 @dataclass
@@ -61,18 +52,26 @@ def class_weights(y: np.ndarray, task: str, num_classes: int) -> list[float]:
 
 
 def tune_thresholds(y: np.ndarray, probabilities: np.ndarray, task: str) -> list[float]:
-    """Per sigmoid output, the threshold in [0.05, 0.95] that maximises F1 on validation (0.5 kept on ties)."""
+    """Per sigmoid output, the threshold in [0.05, 0.95] that maximises F1 on validation (0.5 kept on ties).
+
+    Binary outputs maximise the macro-F1 of the two sides; each multilabel output the F1 of its label.
+    """
     if task == "multiclass":
         return []
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
     y2, p2 = y.reshape(len(y), -1), probabilities.reshape(len(probabilities), -1)
     thresholds = []
     for column in range(y2.shape[1]):
-        average = "macro" if task == "binary" else "binary"
-        scores = [f1_score(y2[:, column], p2[:, column] >= t, average=average, zero_division=0) for t in grid]
-        best = float(grid[int(np.argmax(scores))])
-        default_score = f1_score(y2[:, column], p2[:, column] >= 0.5, average=average, zero_division=0)
-        thresholds.append(0.5 if default_score >= max(scores) else best)
+        truth = y2[:, column].astype(int)
+
+        def f1_at(threshold: float, truth: np.ndarray = truth, column: int = column) -> float:
+            chosen = decide(p2[:, column], "binary", [threshold]).chosen
+            if task == "binary":
+                return macro_f1(truth, chosen, "binary", 2)
+            return macro_f1(truth[:, None], chosen[:, None], "multilabel", 1)
+
+        scores = [f1_at(t) for t in grid]
+        thresholds.append(0.5 if f1_at(0.5) >= max(scores) else float(grid[int(np.argmax(scores))]))
     return thresholds
 
 
@@ -112,52 +111,6 @@ def _loggers(config: RunConfig, run_dir: Path) -> list[Logger]:
     return loggers
 
 
-def read_run_config(run_dir: Path) -> RunConfig:
-    """The configuration a run was trained with (`<run>/config.yaml`)."""
-    path = run_dir / "config.yaml"
-    if not path.exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    return config_from_dict(yaml.safe_load(path.read_text()), str(path))
-
-
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    """The run's metadata (data path, task, classes, input dimension, fingerprint)."""
-    path = run_dir / "run.json"
-    if not path.exists():
-        raise ConfigError(f"{run_dir} is not a trained run directory (no run.json)")
-    return json.loads(path.read_text())
-
-
-def save_model(module: EmbeddingClassifier, thresholds: list[float], path: Path) -> None:
-    """Write the FFNN as a plain dict of tensors and primitives, loadable with `torch.load(weights_only=True)`."""
-    torch.save(
-        {
-            "format": MODEL_FORMAT,
-            "state_dict": module.net.state_dict(),
-            "hyper_parameters": dict(module.hparams),
-            "thresholds": thresholds,
-            "arginator_version": __version__,
-        },
-        path,
-    )
-
-
-def load_model(path: Path) -> tuple[EmbeddingClassifier, list[float]]:
-    """Rebuild the FFNN and its decision thresholds from `model.ckpt`; no other file is needed."""
-    if not path.exists():
-        raise ConfigError(f"model file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise ConfigError(f"cannot load {path}: {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-        raise ConfigError(f"{path} is not an arginator model file (format {MODEL_FORMAT})")
-    module = EmbeddingClassifier(**state["hyper_parameters"])
-    module.net.load_state_dict(state["state_dict"])
-    module.eval()
-    return module, list(state["thresholds"])
-
-
 def fit_baseline(config: RunConfig, data: PreparedData) -> tuple[LogisticBaseline, list[float]]:
     """Fit the logistic-regression baseline on the training split; tune its thresholds on validation like the FFNN."""
     baseline = LogisticBaseline(
@@ -177,12 +130,65 @@ def fit_baseline(config: RunConfig, data: PreparedData) -> tuple[LogisticBaselin
     return baseline, thresholds
 
 
+class EpochSeeds(L.Callback):
+    """Seeds each epoch's shuffling and dropout from (seed, epoch), so a resumed run repeats an uninterrupted one."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Reseed torch (dropout) and the training batches' order for this epoch."""
+        seed = self.seed + trainer.current_epoch
+        torch.manual_seed(seed)
+        batches = trainer.train_dataloader
+        if hasattr(batches, "set_seed"):
+            batches.set_seed(seed)
+
+
+def _checkpoint_callbacks(config: RunConfig, run_dir: Path) -> tuple[ModelCheckpoint, EarlyStopping]:
+    mode = "min" if config.train.monitor == "val_loss" else "max"
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / runs.CHECKPOINTS,
+        filename="best",
+        monitor=config.train.monitor,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    return checkpoint, EarlyStopping(monitor=config.train.monitor, mode=mode, patience=config.train.patience)
+
+
+def _prepare(
+    data_path: Path | str, config: RunConfig, run_dir: Path, resume: bool, split_file: Path | str | None
+) -> PreparedData:
+    """Read and validate the data and its split without writing anything (a bad input leaves the run untouched)."""
+    if split_file is not None and not resume and not Path(split_file).exists():
+        raise ConfigError(f"split file not found: {split_file}")
+    split = run_dir / runs.SPLIT if resume else Path(split_file) if split_file is not None else None
+    return prepare_dataset(data_path, config.data, split, write=False)
+
+
+def _set_aside(run_dir: Path) -> Path | None:
+    """Move an existing run out of the way (to be deleted after success, or restored after a failure)."""
+    if not run_dir.exists():
+        return None
+    if not runs.is_run(run_dir):
+        raise ConfigError(f"--overwrite refuses to delete {run_dir}: it is not a run directory")
+    aside = run_dir.with_name(f"{run_dir.name}.replaced")
+    shutil.rmtree(aside, ignore_errors=True)
+    run_dir.rename(aside)
+    return aside
+
+
 def train_run(
     data_path: Path | str | None,
     config: RunConfig | None,
     run_dir: Path,
     resume: bool = False,
     split_file: Path | str | None = None,
+    overwrite: bool = False,
+    callbacks: list[L.Callback] | None = None,
 ) -> TrainResult:
     """Train the FFNN and the baseline on `data_path`, writing everything into `run_dir`.
 
@@ -192,45 +198,66 @@ def train_run(
         run_dir: the output directory.
         resume: continue from `run_dir/checkpoints/last.ckpt` with the stored split.
         split_file: a split made beforehand (e.g. by `arginator split`), copied into the run and used as is.
+        overwrite: replace an existing run in `run_dir`, but only once the new data has been validated; the old run
+            is restored if training fails with an error.
+        callbacks: extra Lightning callbacks (e.g. a sweep's pruning callback).
 
     Returns:
         The run directory, best checkpoint and number of epochs trained.
     """
     run_dir = Path(run_dir)
-    last_checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    last_checkpoint = run_dir / runs.CHECKPOINTS / "last.ckpt"
     if resume:
         if not last_checkpoint.exists():
             raise ConfigError(f"nothing to resume: {last_checkpoint} does not exist")
-        config = config or read_run_config(run_dir)
-        data_path = data_path or read_run_info(run_dir)["data_path"]
-    elif (run_dir / "model.ckpt").exists() or last_checkpoint.exists():
+        runs.load_checkpoint_state(last_checkpoint)  # refuses unsafe (pickled-object) checkpoints up front
+        config = config or runs.read_config(run_dir)
+        data_path = data_path or runs.read_info(run_dir)["data_path"]
+    elif not overwrite and ((run_dir / runs.MODEL).exists() or last_checkpoint.exists()):
         raise ConfigError(f"{run_dir} already holds a trained run: pass --resume to continue it, or another --out")
     if config is None or data_path is None:
         raise ConfigError("train_run needs data and a configuration")
+    data = _prepare(data_path, config, run_dir, resume, split_file)
+    aside = _set_aside(run_dir) if overwrite and not resume else None
+    try:
+        result = _fit(data, data_path, config, run_dir, resume, callbacks or [])
+    except BaseException:
+        if aside is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            aside.rename(run_dir)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return result
+
+
+def _fit(
+    data: PreparedData,
+    data_path: Path | str,
+    config: RunConfig,
+    run_dir: Path,
+    resume: bool,
+    extra_callbacks: list[L.Callback],
+) -> TrainResult:
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    if split_file is not None and not resume:
-        if not Path(split_file).exists():
-            raise ConfigError(f"split file not found: {split_file}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(split_file, run_dir / "split.csv")
-    data = prepare_dataset(data_path, config.data, run_dir / "split.csv")  # validates before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
     classes, task = data.targets.classes, config.data.task
-    x_train, y_train = data.arrays("train")
-    save_config(config, run_dir / "config.yaml")
+    if not resume:
+        write_split(data.table, data.split, run_dir / runs.SPLIT)
+    runs.write_config(run_dir, config)
     info = {
-        "data_path": str(data_path),  # as given: relative paths keep runs portable with their repository
+        "data_path": str(data_path),
         "task": task,
         "classes": classes,
         "input_dim": data.table.embedding_dim,
         "data_fingerprint": fingerprint(data.table),
-        "split_sizes": {name: int((data.split == name).sum()) for name in ("train", "val", "test")},
-        "arginator_version": __version__,
+        "split_sizes": {name: int((data.split == name).sum()) for name in SPLITS},
     }
-    (run_dir / "run.json").write_text(json.dumps(info, indent=2))
+    runs.write_info(run_dir, info)
     log.info(
         "data: %d rows, %d dims, classes %s, split %s", len(data.table), info["input_dim"], classes, info["split_sizes"]
     )
-
+    x_train, y_train = data.arrays("train")
     weights = class_weights(y_train, task, len(classes)) if config.train.class_weights else None
     module = EmbeddingClassifier(
         input_dim=data.table.embedding_dim,
@@ -245,21 +272,9 @@ def train_run(
     datamodule = EmbeddingDataModule(
         {split: data.arrays(split) for split in ("train", "val")}, config.train.batch_size, seed=config.train.seed
     )
-    mode = "min" if config.train.monitor == "val_loss" else "max"
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor=config.train.monitor,
-        mode=mode,
-        save_top_k=1,
-        save_last=True,
-        enable_version_counter=False,
-    )
+    checkpoint, early_stopping = _checkpoint_callbacks(config, run_dir)
     steps_per_epoch = len(datamodule.train_dataloader())
-    callbacks: list[L.Callback] = [
-        checkpoint,
-        EarlyStopping(monitor=config.train.monitor, mode=mode, patience=config.train.patience),
-    ]
+    callbacks: list[L.Callback] = [checkpoint, early_stopping, EpochSeeds(config.train.seed), *extra_callbacks]
     if config.train.progress_bar:
         callbacks.append(progress_bar(steps_per_epoch))
     trainer = L.Trainer(
@@ -276,35 +291,25 @@ def train_run(
     )
     metrics_csv = run_dir / "logs" / "metrics.csv"
     earlier_epochs = pd.read_csv(metrics_csv) if resume and metrics_csv.exists() else None
+    last_checkpoint = run_dir / runs.CHECKPOINTS / "last.ckpt"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # Lightning vs newer torch; harmless
         if resume:  # the run's folders exist by design when resuming
             warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=last_checkpoint if resume else None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last_checkpoint if resume else None, weights_only=True)
     if earlier_epochs is not None and metrics_csv.exists():
         # The CSV logger starts a new file on resume; keep one learning curve for the whole run.
         pd.concat([earlier_epochs, pd.read_csv(metrics_csv)], ignore_index=True).to_csv(metrics_csv, index=False)
-    best = Path(checkpoint.best_model_path or last_checkpoint)
+    best = run_dir / runs.CHECKPOINTS / "best.ckpt"
+    best = best if best.exists() else last_checkpoint
 
     # Evaluate the best epoch's weights, not the last epoch's.
-    best_state = torch.load(best, map_location="cpu", weights_only=False)  # our own checkpoint, written above
-    module.load_state_dict(best_state["state_dict"])
+    module.load_state_dict(runs.load_checkpoint_state(best)["state_dict"])
     module.cpu().eval()
     x_val, y_val = data.arrays("val")
     thresholds = tune_thresholds(y_val, module.predict_proba(x_val), task) if config.train.tune_thresholds else []
-    save_model(module, thresholds, run_dir / "model.ckpt")
-
+    runs.save_model(module, thresholds, run_dir / runs.MODEL)
     baseline, baseline_thresholds = fit_baseline(config, data)
-    state = baseline.to_dict() | {"thresholds": baseline_thresholds}
-    (run_dir / "baseline.json").write_text(json.dumps(state))
-    for stray in ("lightning_logs",):  # Lightning's default folder, unused because loggers are explicit
-        shutil.rmtree(run_dir / stray, ignore_errors=True)
+    runs.save_baseline(baseline, baseline_thresholds, run_dir / runs.BASELINE)
+    shutil.rmtree(run_dir / "lightning_logs", ignore_errors=True)  # Lightning's default folder; loggers are explicit
     return TrainResult(run_dir, best, int(trainer.current_epoch))
-
-
-def load_baseline(path: Path) -> tuple[LogisticBaseline, list[float]]:
-    """Rebuild the baseline and its thresholds from `baseline.json`."""
-    if not path.exists():
-        raise ConfigError(f"baseline file not found: {path}")
-    state = json.loads(path.read_text())
-    return LogisticBaseline.from_dict(state), list(state.get("thresholds", []))

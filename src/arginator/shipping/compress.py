@@ -11,21 +11,19 @@ Variants:
   genuinely narrower layers, then a short fine-tune on the training split; also exported as int8 (`narrow-<k>-int8`);
 - `torch-int8`: torch's dynamic quantization, for comparison (measured in torch, not exportable to ONNX).
 
-The policy ships the fastest variant at batch 1024 whose validation macro-F1 is at most `max_f1_drop` below fp32's.
-Speeds are measured at one ONNX Runtime thread by default: on a small shared machine, several sessions' thread pools
-interfere with each other (an idle pool's spinning workers slow the next session by up to 5x), while single-thread
-figures repeat within a few percent; `invoke bench` reports 1 and 2 threads.
+The policy (`choose_shipped`) is deterministic: among the ONNX variants whose validation macro-F1 is at most
+`max_f1_drop` below fp32's, the smallest file, then the best validation macro-F1, then the name. Speed is measured and
+reported but never decides, so two machines ship the same file for the same data. Speeds are measured at one ONNX
+Runtime thread by default: on a small shared machine, several sessions' thread pools interfere with each other (an
+idle pool's spinning workers slow the next session by up to 5x), while single-thread figures repeat within a few
+percent; `invoke bench` reports 1 and 2 threads.
 """
 
 from __future__ import annotations
 
 import copy
 import io
-import json
 import logging
-import shutil
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -33,15 +31,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from torch import nn
 from torch.nn.utils import prune
 
-from arginator import visualize
+from arginator import atomic
 from arginator.config import ModelConfig
-from arginator.evaluate import predict_labels
-from arginator.export import INPUT_NAME, build_metadata, export_ffnn, set_metadata
-from arginator.model import FFNN, EmbeddingClassifier
+from arginator.serving import metadata
+from arginator.serving.decide import decide
+from arginator.serving.metadata import INPUT_NAME
+from arginator.shipping.export import build_metadata, export_ffnn
+from arginator.shipping.timing import measure, session_predictor
+from arginator.training import runs, visualize
+from arginator.training.metrics import macro_f1
+from arginator.training.model import FFNN, EmbeddingClassifier
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,7 @@ def fine_tune(
 
 
 def quantize_onnx(
-    fp32_path: Path, int8_path: Path, metadata: dict[str, str], calibration: np.ndarray | None = None
+    fp32_path: Path, int8_path: Path, meta: dict[str, str], calibration: np.ndarray | None = None
 ) -> Path:
     """ONNX Runtime int8: dynamic (activations quantized per batch), or static when `calibration` rows are given."""
     import onnx
@@ -154,54 +156,9 @@ def quantize_onnx(
             )
     prepared.unlink(missing_ok=True)
     model = onnx.load(int8_path)
-    set_metadata(model, metadata)
+    metadata.write(model, meta)
     onnx.save(model, int8_path)
     return int8_path
-
-
-def _timed(predict, x: np.ndarray, repeats: int) -> list[float]:
-    predict(x)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predict(x)
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"embedding": x})[0]
-
-
-def measure(
-    predictors: dict[str, Callable[[np.ndarray], np.ndarray]], x_test: np.ndarray, rounds: int = 7
-) -> dict[str, dict[str, float]]:
-    """Batch-1 latency (median, p99, µs) and batch-1024 throughput (median rows/s) of each predictor.
-
-    The predictors are measured in interleaved rounds (each round times every one of them), so the machine's drift
-    affects all alike and the ratios between variants hold even when absolute speed wanders.
-    """
-    one = x_test[:1]
-    batch = np.ascontiguousarray(np.resize(x_test, (1024, x_test.shape[1])), dtype=np.float32)
-    latency: dict[str, list[float]] = {name: [] for name in predictors}
-    throughput: dict[str, list[float]] = {name: [] for name in predictors}
-    for _ in range(rounds):
-        for name, predict in predictors.items():
-            latency[name] += _timed(predict, one, 30)
-            throughput[name].append(statistics.median(_timed(predict, batch, 5)))
-    return {
-        name: {
-            "batch1_us_median": statistics.median(latency[name]) * 1e6,
-            "batch1_us_p99": float(np.percentile(latency[name], 99)) * 1e6,
-            "batch1024_rows_per_s": 1024 / statistics.median(throughput[name]),
-        }
-        for name in predictors
-    }
 
 
 def compress_run(
@@ -215,18 +172,38 @@ def compress_run(
     embedder: str = "unknown",
 ) -> dict[str, Any]:
     """Build, measure and choose among the variants; write `<out>/compression.{json,md}` and the variant files."""
-    from arginator.data import prepare_dataset
-    from arginator.train import load_model, read_run_config, read_run_info
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # for torch-int8's timing; restored so the caller's own work is not slowed
+    try:
+        return _build_and_choose(
+            run_dir, out_dir, max_f1_drop, sparsities, keep_ratios, fine_tune_epochs, threads, embedder
+        )
+    finally:
+        torch.set_num_threads(previous)
 
-    torch.set_num_threads(threads)
+
+def _build_and_choose(
+    run_dir: Path | str,
+    out_dir: Path | str | None,
+    max_f1_drop: float,
+    sparsities: tuple[float, ...],
+    keep_ratios: tuple[float, ...],
+    fine_tune_epochs: int,
+    threads: int,
+    embedder: str,
+) -> dict[str, Any]:
+    """Everything `compress_run` does, at the thread count it has set."""
+    from arginator.data.splits import prepare_dataset
+
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "compressed"
     variants_dir = out / "variants"
     variants_dir.mkdir(parents=True, exist_ok=True)
-    info = read_run_info(run_dir)
-    config = read_run_config(run_dir)
-    module, thresholds = load_model(run_dir / "model.ckpt")
-    data = prepare_dataset(info["data_path"], config.data, run_dir / "split.csv", classes=info["classes"])
+    info = runs.read_info(run_dir)
+    config = runs.read_config(run_dir)
+    module, thresholds = runs.load_model(run_dir / runs.MODEL)
+    split = run_dir / runs.SPLIT
+    data = prepare_dataset(info["data_path"], config.data, split, classes=info["classes"], write=False)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = (data.arrays(s) for s in ("train", "val", "test"))
     x_val, x_test = x_val.astype(np.float32), x_test.astype(np.float32)
     task = info["task"]
@@ -234,15 +211,10 @@ def compress_run(
     x_fit, y_fit, x_hold, y_hold = x_train[~holdout], y_train[~holdout], x_train[holdout], y_train[holdout]
 
     def labels_of(probabilities: np.ndarray) -> np.ndarray:
-        # ONNX returns the binary head as (n, 1); decisions are taken on (n,) as in evaluation.
-        return predict_labels(
-            probabilities.reshape(len(probabilities), -1).squeeze(1) if task == "binary" else probabilities,
-            task,
-            thresholds,
-        )
+        return decide(probabilities, task, thresholds).chosen
 
     def f1(probabilities: np.ndarray, y: np.ndarray) -> float:
-        return float(f1_score(y, labels_of(probabilities), average="macro", zero_division=0))
+        return macro_f1(y, labels_of(probabilities), task, len(info["classes"]))
 
     rows: dict[str, dict[str, Any]] = {}
     fp32_predictions = None
@@ -268,15 +240,15 @@ def compress_run(
     def onnx_variant(
         name: str, candidate: EmbeddingClassifier, extra: dict[str, Any], int8: bool = False, static: bool = False
     ) -> None:
-        metadata = build_metadata(candidate, thresholds, info | {"embedder": embedder}, "ffnn") | {"variant": name}
-        path = export_ffnn(candidate, metadata, variants_dir / f"{name}.onnx")
+        meta = build_metadata(candidate, thresholds, info | {"embedder": embedder}) | {"variant": name}
+        path = export_ffnn(candidate, meta, variants_dir / f"{name}.onnx")
         if int8:
             fp32 = path
             calibration = x_train if static else None
-            path = quantize_onnx(fp32, variants_dir / f"{name}.onnx.int8", metadata, calibration)
+            path = quantize_onnx(fp32, variants_dir / f"{name}.onnx.int8", meta, calibration)
             fp32.unlink()
             path = path.rename(variants_dir / f"{name}.onnx")
-        add(name, _session(path, threads), path, path.stat().st_size, extra)
+        add(name, session_predictor(path, threads), path, path.stat().st_size, extra)
 
     onnx_variant("fp32", module, {"sparsity": sparsity(module.net)})
     onnx_variant("int8", module, {"sparsity": sparsity(module.net)}, int8=True)
@@ -317,9 +289,8 @@ def compress_run(
         row["test_f1_delta"] = row["test_macro_f1"] - base["test_macro_f1"]
         row["speedup_batch1024"] = row["batch1024_rows_per_s"] / base["batch1024_rows_per_s"]
         row["size_ratio"] = base["bytes"] / row["bytes"]
-    eligible = {n: r for n, r in rows.items() if r["file"] and r["val_f1_drop"] <= max_f1_drop}
-    shipped = max(eligible, key=lambda n: eligible[n]["batch1024_rows_per_s"])
-    shutil.copyfile(variants_dir / rows[shipped]["file"], out / "model.shipped.onnx")
+    shipped = choose_shipped(rows, max_f1_drop)
+    atomic.copy_file(variants_dir / rows[shipped]["file"], out / "model.shipped.onnx")
     summary = {
         "run": str(run_dir),
         "threads": threads,
@@ -327,10 +298,20 @@ def compress_run(
         "shipped": shipped,
         "variants": rows,
     }
-    (out / "compression.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "compression.md").write_text(compression_table(summary))
+    atomic.write_json(out / "compression.json", summary)
+    atomic.write_text(out / "compression.md", compression_table(summary))
     visualize.compression_tradeoff(rows, shipped, out / "tradeoff.png")
     return summary
+
+
+def choose_shipped(rows: dict[str, dict[str, Any]], max_f1_drop: float) -> str:
+    """The variant to ship: within the accuracy budget, the smallest file, then the best validation F1, then the name.
+
+    Only exported (ONNX) variants are eligible; fp32 always is (its drop is zero). Speed is not a criterion: it differs
+    between machines and runs, and the shipped file must not.
+    """
+    eligible = [name for name, row in rows.items() if row["file"] and row["val_f1_drop"] <= max_f1_drop]
+    return min(eligible, key=lambda name: (rows[name]["bytes"], -rows[name]["val_macro_f1"], name))
 
 
 def compression_table(summary: dict[str, Any]) -> str:
@@ -338,8 +319,8 @@ def compression_table(summary: dict[str, Any]) -> str:
     lines = [
         f"# Compression of {summary['run']}",
         "",
-        f"{summary['threads']} threads; shipped: **{summary['shipped']}** (the fastest at batch 1024 whose validation "
-        f"macro-F1 is at most {summary['max_f1_drop'] * 100:.1f} points below fp32).",
+        f"{summary['threads']} threads; shipped: **{summary['shipped']}** (the smallest file whose validation "
+        f"macro-F1 is at most {summary['max_f1_drop'] * 100:.1f} points below fp32; speed is reported, not decisive).",
         "",
         "| variant | size (KB) | x smaller | sparsity | batch 1 µs (p50 / p99) | batch 1024 rows/s | x fp32 | "
         "test macro-F1 | delta (points) | agreement |",

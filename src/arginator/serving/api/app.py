@@ -11,7 +11,7 @@ Routes:
 - `GET /`: a small web page to try the model.
 
 Every bad input is answered with a 4xx and `{"error": "..."}` saying what was wrong; the server keeps serving.
-Settings come from `ARGINATOR_*` environment variables (see `Settings`). Run: `uvicorn arginator.api:app`.
+Settings come from `ARGINATOR_*` environment variables (see `Settings`). Run: `uvicorn arginator.serving.api.app:app`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arginator import __version__
-from arginator.inference import InvalidInput, ModelLoadError, Prediction, Predictor
+from arginator.errors import InvalidInput, ModelLoadError
+from arginator.serving.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 # Routes that stay open when an API key is set: probes and the page that asks for the key.
@@ -370,7 +371,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
-        return HTMLResponse(resources.files("arginator").joinpath("static/index.html").read_text())
+        return HTMLResponse(resources.files("arginator.serving.api").joinpath("static/index.html").read_text())
 
     @app.get("/health", summary="The process is up")
     async def health() -> Response:

@@ -19,7 +19,9 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from arginator.data.tables import EmbeddingTable
 from arginator.errors import DataError
+from arginator.sources import read_inputs
 
 log = logging.getLogger(__name__)
 DEFAULT_IDENTITY = 0.4
@@ -88,3 +90,23 @@ def embedding_clusters(ids: Sequence[str], vectors: np.ndarray, min_cosine: floa
     for index, label in enumerate(component):
         first.setdefault(label, ids[index])
     return {ids[index]: first[label] for index, label in enumerate(component)}
+
+
+def table_groups(
+    table: EmbeddingTable, method: str, fasta_dir: Path, identity: float = DEFAULT_IDENTITY, min_cosine: float = 0.95
+) -> np.ndarray | None:
+    """Group of each row of `table`: `mmseqs` (sequences read from `fasta_dir`), `embedding`, or `none` (None)."""
+    if method == "none":
+        return None
+    if method == "mmseqs":
+        ids, sequences = read_inputs(fasta_dir)
+        by_id = dict(zip(ids, sequences, strict=True))
+        missing = [i for i in table.ids if i not in by_id]
+        if missing:
+            raise DataError(f"id '{missing[0]}' has no sequence in {fasta_dir} ({len(missing)} such ids)")
+        groups = mmseqs_clusters(list(table.ids), [by_id[i] for i in table.ids], min_identity=identity)
+    elif method == "embedding":
+        groups = embedding_clusters(list(table.ids), table.vectors, min_cosine=min_cosine)
+    else:
+        raise DataError(f"unknown split method '{method}'; choose mmseqs, embedding or none")
+    return np.array([groups[i] for i in table.ids], dtype=object)

@@ -14,10 +14,11 @@ import lightning as L
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 from torch import nn
 
 from arginator.config import ModelConfig, Task, TrainConfig
+from arginator.serving.decide import decide
+from arginator.training.metrics import macro_f1
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -96,7 +97,7 @@ class EmbeddingClassifier(L.LightningModule):
             # For sigmoid heads the weight is the positive-class weight (negatives per positive).
             self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weights)
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._loss_sums: dict[str, torch.Tensor] = {}
+        self._loss_sums: dict[str, list] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits; squeezed to (batch,) for the binary head."""
@@ -107,9 +108,11 @@ class EmbeddingClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
-        # Summed here and logged once per epoch: per-step `self.log` costs several percent of a fast epoch.
-        sums = self._loss_sums.setdefault(stage, torch.zeros(2))
-        sums += torch.stack([loss.detach() * len(x), torch.tensor(float(len(x)))])
+        # Summed on the loss's own device and logged once per epoch: per-step `self.log` costs several percent of a
+        # fast epoch, and a host sync per step would cost more on a GPU.
+        sums = self._loss_sums.setdefault(stage, [torch.zeros((), device=loss.device), 0])
+        sums[0] = sums[0] + loss.detach() * len(x)
+        sums[1] += len(x)
         if stage == "val":
             self._val_outputs.append((logits.detach(), y))
         return loss
@@ -136,14 +139,11 @@ class EmbeddingClassifier(L.LightningModule):
         self._log_epoch_loss("val")
         if not self._val_outputs:
             return
-        logits = torch.cat([out[0] for out in self._val_outputs])
-        y = torch.cat([out[1] for out in self._val_outputs]).numpy()
+        logits = torch.cat([out[0] for out in self._val_outputs]).float().cpu()
+        y = torch.cat([out[1] for out in self._val_outputs]).cpu().numpy()
         self._val_outputs.clear()
-        if self.task == "multiclass":
-            predicted = logits.argmax(dim=1).numpy()
-        else:
-            predicted = (logits > 0).numpy().astype(np.float32)
-        self.log("val_macro_f1", float(f1_score(y, predicted, average="macro", zero_division=0)), prog_bar=True)
+        predicted = decide(logits_to_probabilities(logits, self.task).numpy(), self.task).chosen
+        self.log("val_macro_f1", macro_f1(y, predicted, self.task, len(self.classes)), prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW with the configured learning rate and weight decay."""
@@ -157,7 +157,8 @@ class EmbeddingClassifier(L.LightningModule):
         self.eval()
         tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         chunks = [
-            logits_to_probabilities(self(tensor[i : i + batch_size]), self.task) for i in range(0, len(x), batch_size)
+            logits_to_probabilities(self(tensor[i : i + batch_size].to(self.device)), self.task).cpu()
+            for i in range(0, len(x), batch_size)
         ]
         return torch.cat(chunks).numpy() if chunks else np.zeros((0,), dtype=np.float32)
 

@@ -8,7 +8,6 @@ fingerprint. Reading needs only `onnx` or `onnxruntime`; this module never impor
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -20,13 +19,16 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from arginator import atomic
 from arginator.errors import ArginatorError
-from arginator.inference import METADATA_PREFIX
-from arginator.model import EmbeddingClassifier, LogisticBaseline
+from arginator.serving import metadata
+from arginator.serving.decide import decide
+from arginator.serving.metadata import INPUT_NAME, OUTPUT_NAME
+from arginator.serving.session import create_session
+from arginator.training import runs
+from arginator.training.model import EmbeddingClassifier, LogisticBaseline
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = "1"
-INPUT_NAME, OUTPUT_NAME = "embedding", "probabilities"
 PARITY_TOLERANCE = 1e-5
 
 
@@ -46,30 +48,24 @@ class _ProbabilityModel(nn.Module):
         return torch.softmax(logits, dim=1) if self.task == "multiclass" else torch.sigmoid(logits)
 
 
-def build_metadata(module_or_baseline: Any, thresholds: list[float], info: dict[str, Any], kind: str) -> dict[str, str]:
-    """String metadata for the ONNX file (values JSON-encoded where not plain strings)."""
-    classes = module_or_baseline.classes if kind == "ffnn" else module_or_baseline.classes_
-    return {
-        "format_version": FORMAT_VERSION,
-        "model": kind,
-        "task": info["task"],
-        "classes": json.dumps(list(classes)),
-        "input_dim": str(info["input_dim"]),
-        "thresholds": json.dumps(list(thresholds)),
-        "embedder": str(info.get("embedder", "unknown")),
-        "data_fingerprint": str(info.get("data_fingerprint", "")),
-    }
+def build_metadata(
+    model: EmbeddingClassifier | LogisticBaseline, thresholds: list[float], info: dict[str, Any]
+) -> dict[str, str]:
+    """The ONNX metadata of a run's FFNN or baseline (`serving.metadata` holds the schema)."""
+    kind = "ffnn" if isinstance(model, EmbeddingClassifier) else "baseline"
+    classes = model.classes if kind == "ffnn" else model.classes_
+    return metadata.build(
+        kind=kind,
+        task=info["task"],
+        classes=list(classes),
+        input_dim=info["input_dim"],
+        thresholds=thresholds,
+        embedder=str(info.get("embedder", "unknown")),
+        data_fingerprint=str(info.get("data_fingerprint", "")),
+    )
 
 
-def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
-    """Replace the model's metadata with `metadata`, keys prefixed `arginator.`."""
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = METADATA_PREFIX + key, value
-
-
-def export_ffnn(module: EmbeddingClassifier, metadata: dict[str, str], path: Path) -> Path:
+def export_ffnn(module: EmbeddingClassifier, meta: dict[str, str], path: Path) -> Path:
     """Export the FFNN (eval mode) with a dynamic batch axis, then write the metadata into the file."""
     module = module.cpu().eval()
     example = torch.zeros(2, module.hparams["input_dim"], dtype=torch.float32)
@@ -85,13 +81,13 @@ def export_ffnn(module: EmbeddingClassifier, metadata: dict[str, str], path: Pat
             verbose=False,
         )
     model = program.model_proto
-    set_metadata(model, metadata)
+    metadata.write(model, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return path
 
 
-def export_baseline(baseline: LogisticBaseline, metadata: dict[str, str], path: Path) -> Path:
+def export_baseline(baseline: LogisticBaseline, meta: dict[str, str], path: Path) -> Path:
     """The baseline as a small ONNX graph: standardise, affine map, softmax or sigmoid."""
     coef = np.asarray(baseline.coef_, dtype=np.float32)
     intercept = np.asarray(baseline.intercept_, dtype=np.float32)
@@ -118,55 +114,23 @@ def export_baseline(baseline: LogisticBaseline, metadata: dict[str, str], path: 
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="arginator")
     onnx.checker.check_model(model)
-    set_metadata(model, metadata)
+    metadata.write(model, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return path
 
 
-def read_metadata(path: Path | str) -> dict[str, Any]:
-    """The arginator metadata of an ONNX file, decoded (classes and thresholds as lists, input_dim as int).
-
-    Raises:
-        ExportError: the file is missing, not ONNX, or carries no arginator metadata.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ExportError(f"ONNX file not found: {path}")
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError and others for corrupt files
-        raise ExportError(f"cannot read {path.name}: not a valid ONNX model ({type(exc).__name__})") from None
-    raw = {
-        p.key.removeprefix(METADATA_PREFIX): p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)
-    }
-    missing = {"task", "classes", "input_dim"} - set(raw)
-    if missing:
-        raise ExportError(f"{path.name} is not an arginator model: metadata {sorted(missing)} missing")
-    decoded: dict[str, Any] = dict(raw)
-    decoded["classes"] = json.loads(raw["classes"])
-    decoded["thresholds"] = json.loads(raw.get("thresholds", "[]"))
-    decoded["input_dim"] = int(raw["input_dim"])
-    return decoded
-
-
 def onnx_probabilities(path: Path | str, x: np.ndarray, threads: int = 0) -> np.ndarray:
     """Probabilities from an ONNX file with ONNX Runtime (CPU), in the FFNN's output shapes."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = create_session(path, threads, cpu_only=True)
     return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
 def check_parity(reference: np.ndarray, exported: np.ndarray, task: str, thresholds: list[float], name: str) -> float:
     """Max |p_onnx - p_torch|; raises ExportError above the tolerance or if any prediction differs."""
-    from arginator.evaluate import predict_labels
-
     exported = exported.reshape(reference.shape)
     difference = float(np.abs(exported - reference).max()) if reference.size else 0.0
-    same = np.array_equal(predict_labels(reference, task, thresholds), predict_labels(exported, task, thresholds))
+    same = np.array_equal(decide(reference, task, thresholds).chosen, decide(exported, task, thresholds).chosen)
     if difference > PARITY_TOLERANCE or not same:
         raise ExportError(
             f"{name}: ONNX output differs from the reference (max |diff| {difference:.2e}, tolerance "
@@ -181,16 +145,16 @@ def export_run(run_dir: Path | str, out_dir: Path | str | None = None, embedder:
     Returns:
         A summary with the files and the measured parity, also written to `<out>/export.json`.
     """
-    from arginator.data import prepare_dataset
-    from arginator.train import load_baseline, load_model, read_run_config, read_run_info
+    from arginator.data.splits import prepare_dataset
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir
-    info = read_run_info(run_dir) | {"embedder": embedder}
-    config = read_run_config(run_dir)
-    module, thresholds = load_model(run_dir / "model.ckpt")
-    baseline, baseline_thresholds = load_baseline(run_dir / "baseline.json")
-    data = prepare_dataset(info["data_path"], config.data, run_dir / "split.csv", classes=info["classes"])
+    info = runs.read_info(run_dir) | {"embedder": embedder}
+    config = runs.read_config(run_dir)
+    module, thresholds = runs.load_model(run_dir / runs.MODEL)
+    baseline, baseline_thresholds = runs.load_baseline(run_dir / runs.BASELINE)
+    split = run_dir / runs.SPLIT
+    data = prepare_dataset(info["data_path"], config.data, split, classes=info["classes"], write=False)
     x, _ = data.arrays("test")
     task = info["task"]
     summary: dict[str, Any] = {"test_rows": len(x)}
@@ -199,16 +163,11 @@ def export_run(run_dir: Path | str, out_dir: Path | str | None = None, embedder:
         ("baseline", baseline, baseline_thresholds, export_baseline),
     ):
         path = out / ("model.onnx" if kind == "ffnn" else "baseline.onnx")
-        tmp = path.with_suffix(".onnx.partial")
-        writer(model, build_metadata(model, cut, info, kind), tmp)
-        reference = model.predict_proba(x)
-        try:
-            difference = check_parity(reference, onnx_probabilities(tmp, x), task, cut, f"{run_dir.name}/{kind}")
-        except ExportError:
-            tmp.unlink(missing_ok=True)
-            raise
-        tmp.replace(path)
+        with atomic.atomic_path(path) as tmp:  # a file that fails the parity check is never written
+            writer(model, build_metadata(model, cut, info), tmp)
+            exported = onnx_probabilities(tmp, x)
+            difference = check_parity(model.predict_proba(x), exported, task, cut, f"{run_dir.name}/{kind}")
         summary[kind] = {"file": path.name, "bytes": path.stat().st_size, "max_abs_difference": difference}
         log.info("%s: %s, max |p_onnx - p_ref| = %.2e on %d test rows", kind, path, difference, len(x))
-    (out / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic.write_json(out / "export.json", summary)
     return summary

@@ -1,0 +1,187 @@
+"""The `Predictor`: one ONNX Runtime session over an exported model, used by the batch CLI and the API alike.
+
+It needs only onnxruntime and numpy (never torch, Lightning or a web framework): labels, task, input dimension and
+decision thresholds come from the ONNX metadata (`serving.metadata`), and labels from the one decision rule
+(`serving.decide`). Inputs are validated (shape, dtype, NaN/Inf) before they reach the session, so a bad row gets a
+message instead of a wrong answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arginator.errors import InvalidInput, ModelLoadError
+from arginator.serving import metadata
+from arginator.serving.decide import decide, label_names
+from arginator.serving.session import create_session
+
+# Files the Predictor looks for, best first, when handed a directory (a deploy directory or its compressed/ subfolder).
+MODEL_FILES = ("compressed/model.shipped.onnx", "model.shipped.onnx", "model.onnx")
+
+
+@dataclass
+class Prediction:
+    """Predictions for a batch: one entry per row, probability columns ordered as `classes`."""
+
+    labels: list[str]
+    probabilities: np.ndarray
+    confidence: np.ndarray
+    abstained: np.ndarray
+    classes: list[str]
+
+    def records(self, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """One JSON-ready dict per row."""
+        rows = []
+        for i, label in enumerate(self.labels):
+            row: dict[str, Any] = {
+                "label": label,
+                "confidence": float(self.confidence[i]),
+                "abstained": bool(self.abstained[i]),
+                "probabilities": dict(zip(self.classes, self.probabilities[i].tolist(), strict=True)),
+            }
+            if ids is not None:
+                row = {"id": ids[i], **row}
+            rows.append(row)
+        return rows
+
+
+def resolve_model_path(model: Path | str) -> Path:
+    """The ONNX file for a path that is either that file or a directory holding one (see `MODEL_FILES`)."""
+    path = Path(model)
+    if path.is_dir():
+        for candidate in MODEL_FILES:
+            if (path / candidate).is_file():
+                return path / candidate
+        raise ModelLoadError(f"no ONNX model in {path} (looked for {', '.join(MODEL_FILES)})")
+    if not path.is_file():
+        raise ModelLoadError(f"model not found: {path}")
+    return path
+
+
+class Predictor:
+    """Predictions from an exported arginator ONNX model, scikit-learn style.
+
+    Args:
+        model: an `.onnx` file, or a directory holding `model.shipped.onnx` / `model.onnx`.
+        threads: ONNX Runtime intra-op threads (0: let ONNX Runtime decide).
+        min_confidence: rows whose decision confidence is below this are flagged `abstained` (their label is still
+            given). Confidence is the top probability (multiclass), the probability of the chosen side (binary), and
+            the least certain label's (multilabel).
+        name: model name for the API (default: derived from the path).
+        chunk_rows: rows per ONNX Runtime call; larger inputs are split, so memory stays bounded.
+
+    Raises:
+        ModelLoadError: the file is missing, corrupt or lacks arginator metadata.
+    """
+
+    def __init__(
+        self,
+        model: Path | str,
+        threads: int = 0,
+        min_confidence: float = 0.5,
+        name: str | None = None,
+        chunk_rows: int = 4096,
+    ) -> None:
+        path = resolve_model_path(model)
+        self.session = create_session(path, threads)
+        self.info = metadata.decode(self.session.get_modelmeta().custom_metadata_map, path, name)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ModelLoadError(
+                f"{path.name}: expected one input and one output, got {len(inputs)} and {len(outputs)}"
+            )
+        metadata.check_outputs(self.info, outputs[0].shape[-1] if outputs[0].shape else None)
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.min_confidence = float(min_confidence)
+        self.chunk_rows = int(chunk_rows)
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """Class names in the order of the probability columns."""
+        return np.asarray(self.info.classes)
+
+    @property
+    def task(self) -> str:
+        """multiclass, binary or multilabel."""
+        return self.info.task
+
+    @property
+    def input_dim(self) -> int:
+        """Values per input row."""
+        return self.info.input_dim
+
+    def validate(self, x: Any) -> np.ndarray:
+        """A C-contiguous float32 (rows, input_dim) array from `x`, or InvalidInput saying what is wrong."""
+        if isinstance(x, np.ndarray):
+            array = x
+        else:
+            try:  # straight to float32: no float64 copy of the Python numbers
+                with np.errstate(over="ignore"):  # beyond float32 becomes inf, reported below
+                    array = np.array(x, dtype=np.float32)
+            except ValueError as exc:
+                if "could not convert" in str(exc):
+                    raise InvalidInput("values must be numbers") from None
+                raise InvalidInput(f"rows must all have {self.input_dim} values (ragged input)") from None
+            except TypeError:
+                raise InvalidInput(f"rows must all be lists of {self.input_dim} numbers") from None
+        kind = array.dtype.kind
+        if kind not in "fiu":
+            if kind == "O":
+                raise InvalidInput(f"rows must all be lists of {self.input_dim} numbers (ragged or mixed input)")
+            raise InvalidInput(f"values must be numbers, got {array.dtype.name} values")
+        if array.ndim == 1:
+            array = array.reshape(1, -1)
+        if array.ndim != 2:
+            raise InvalidInput(f"expected one vector or a list of vectors, got an array of shape {array.shape}")
+        if array.shape[0] == 0:
+            raise InvalidInput("no rows given")
+        if array.shape[1] != self.input_dim:
+            raise InvalidInput(f"expected {self.input_dim} values per row, got {array.shape[1]}")
+        if array.dtype != np.float32:
+            with np.errstate(over="ignore"):  # values beyond float32 become inf and are reported just below
+                array = array.astype(np.float32)
+        array = np.ascontiguousarray(array)
+        if not np.isfinite(array).all():
+            bad_rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
+            shown = ", ".join(str(i) for i in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
+            raise InvalidInput(f"NaN or infinite values (or beyond float32 range) in row(s) {shown}")
+        return array
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        parts = [
+            self.session.run([self.output_name], {self.input_name: x[start : start + self.chunk_rows]})[0]
+            for start in range(0, len(x), self.chunk_rows)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """(rows, len(classes_)) probabilities; for binary models the columns are (negative, positive)."""
+        raw = self._run(self.validate(x))
+        if self.task == "binary":
+            both = np.empty((len(raw), 2), dtype=np.float32)
+            both[:, 1] = raw[:, 0]
+            np.subtract(1.0, raw[:, 0], out=both[:, 0])
+            return both
+        return raw
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Labels (multiclass, binary) or a 0/1 indicator matrix over `classes_` (multilabel)."""
+        chosen = decide(self.predict_proba(x), self.task, self.info.thresholds).chosen
+        return chosen if self.task == "multilabel" else self.classes_[chosen]
+
+    def predict_details(self, x: Any) -> Prediction:
+        """Labels (multi-label: `;`-joined), probabilities, confidence and the abstained flag for each row."""
+        probabilities = self.predict_proba(x)
+        decision = decide(probabilities, self.task, self.info.thresholds, self.min_confidence)
+        return Prediction(
+            labels=label_names(decision.chosen, self.task, self.info.classes),
+            probabilities=probabilities,
+            confidence=decision.confidence,
+            abstained=decision.abstained,
+            classes=self.info.classes,
+        )

@@ -1,0 +1,1 @@
+"""Shipping: ONNX export with metadata and a parity check, and compression variants with a ship policy."""

@@ -1,0 +1,181 @@
+"""Metrics on held-out data for the FFNN and the baseline, the comparison between them, and `metrics.json`.
+
+Both models are scored on the same rows with the same code. Sigmoid heads use the decision thresholds tuned on the
+validation split at training time; the figures at the default 0.5 are reported beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from arginator import atomic
+from arginator.data.splits import prepare_dataset
+from arginator.data.tables import load_embeddings
+from arginator.data.targets import encode_targets
+from arginator.errors import DataError
+from arginator.training import runs, visualize
+from arginator.training.metrics import score
+
+log = logging.getLogger(__name__)
+MODELS = ("ffnn", "baseline")
+HEADLINE = ("accuracy", "macro_f1", "mcc", "pr_auc", "ece")
+
+
+def _external_rows(
+    data_path: Path | str, labels_file: Path | str | None, info: dict[str, Any], config_data: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors and targets of external labelled data: its own labels (in the file, or `labels_file`), no groups."""
+    data_config = config_data.model_copy(
+        update={
+            "labels_file": str(labels_file) if labels_file is not None else None,
+            "group_column": None,
+            "classes": None,
+            "embedding_dim": None,
+        }
+    )
+    table = load_embeddings(data_path, data_config)
+    if table.embedding_dim != info["input_dim"]:
+        raise DataError(
+            f"expected {info['input_dim']} values per row (the model's input), "
+            f"got {table.embedding_dim} ({Path(data_path).name})"
+        )
+    targets = encode_targets(table, data_config, classes=info["classes"])
+    return table.vectors[targets.keep], targets.y
+
+
+def evaluate_run(
+    run_dir: Path | str,
+    data_path: Path | str | None = None,
+    report_dir: Path | str | None = None,
+    labels_file: Path | str | None = None,
+) -> dict[str, Any]:
+    """Score both models of a run on its test split (or on every row of `data_path`); write metrics, figures, report.
+
+    Args:
+        run_dir: a directory written by `train_run`.
+        data_path: optional external labelled data in any supported layout; its labels must be known to the model.
+        report_dir: where metrics.json, figures/ and report.md go (default: the run directory).
+        labels_file: labels (id, label) of `data_path` when it is an HDF5 file without labels of its own, such as
+            the file `arginator embed` writes. Never the run's own labels file.
+
+    Returns:
+        The content written to `metrics.json`.
+    """
+    run_dir = Path(run_dir)
+    info = runs.read_info(run_dir)
+    config = runs.read_config(run_dir)
+    module, thresholds = runs.load_model(run_dir / runs.MODEL)
+    baseline, baseline_thresholds = runs.load_baseline(run_dir / runs.BASELINE)
+    classes, task = info["classes"], info["task"]
+    if data_path is None:
+        data = prepare_dataset(info["data_path"], config.data, run_dir / runs.SPLIT, classes=classes, write=False)
+        x, y = data.arrays("test")
+        evaluated_on = {"data": info["data_path"], "rows": "test split", "n": len(x)}
+    else:
+        x, y = _external_rows(data_path, labels_file, info, config.data)
+        evaluated_on = {"data": str(data_path), "rows": "all", "n": len(x)}
+    log.info("evaluating on %d rows of %s", len(x), evaluated_on["data"])
+    results = {
+        "ffnn": score(y, module.predict_proba(x), task, classes, thresholds),
+        "baseline": score(y, baseline.predict_proba(x), task, classes, baseline_thresholds),
+    }
+    metrics: dict[str, Any] = {name: results[name].metrics for name in MODELS}
+    metrics["evaluated_on"] = evaluated_on | {"task": task, "classes": classes}
+    out = Path(report_dir) if report_dir is not None else run_dir
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    visualize.confusion_matrices(
+        {name: results[name].confusion for name in MODELS}, classes, task, figures / "confusion_matrix.png"
+    )
+    visualize.pr_curves({name: results[name].pr_curves for name in MODELS}, figures / "pr_curves.png")
+    visualize.learning_curves(run_dir / "logs" / "metrics.csv", figures / "learning_curves.png")
+    write_pr_curve_data({name: results[name].pr_curves for name in MODELS}, out / "pr_curves.csv")
+    write_report(metrics, out / "report.md")
+    atomic.write_json(out / "metrics.json", metrics)  # last: its presence means the report is complete
+    return metrics
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def write_pr_curve_data(
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], path: Path, max_points: int = 200
+) -> None:
+    """Precision-recall points as a long table (model, class, recall, precision), for `dvc plots`.
+
+    Curves are thinned to at most `max_points` evenly spaced points each, which keeps the file small enough for git.
+    """
+    frames = []
+    for model, per_class in curves.items():
+        for cls, (recall, precision) in per_class.items():
+            keep = np.unique(np.linspace(0, len(recall) - 1, min(max_points, len(recall))).round().astype(int))
+            frames.append(
+                pd.DataFrame({"model": model, "class": cls, "recall": recall[keep], "precision": precision[keep]})
+            )
+    table = pd.concat(frames) if frames else pd.DataFrame(columns=["model", "class", "recall", "precision"])
+    atomic.write_text(path, table.round(5).to_csv(index=False))
+
+
+def write_report(metrics: dict[str, Any], path: Path) -> None:
+    """A short Markdown report: the comparison table, per-class figures and the figures' files."""
+    meta = metrics["evaluated_on"]
+    lines = [
+        "# arginator run report",
+        "",
+        f"Task **{meta['task']}** on {meta['n']} rows ({meta['rows']}) of `{meta['data']}`; "
+        f"classes: {', '.join(meta['classes'])}.",
+        "",
+        "| model | " + " | ".join(HEADLINE) + " |",
+        "|---|" + "---|" * len(HEADLINE),
+    ]
+    for name in MODELS:
+        lines.append(f"| {name} | " + " | ".join(_fmt(metrics[name][key]) for key in HEADLINE) + " |")
+    delta = metrics["ffnn"]["macro_f1"] - metrics["baseline"]["macro_f1"]
+    lines += ["", f"FFNN minus baseline, macro-F1: {delta:+.3f}.", ""]
+    unscored = metrics["ffnn"].get("unscored", [])
+    if unscored:
+        lines += [
+            f"Not scored (no {meta['rows'].removesuffix(' split')} rows): {', '.join(unscored)}. Macro averages run "
+            f"over the {len(meta['classes']) - len(unscored)} classes that have rows.",
+            "",
+        ]
+    for name in MODELS:
+        if "at_threshold_0.5" in metrics[name]:
+            fixed = metrics[name]["at_threshold_0.5"]
+            lines.append(
+                f"{name}: thresholds tuned on validation {metrics[name]['thresholds']}; "
+                f"at 0.5 accuracy {fixed['accuracy']:.3f}, macro-F1 {fixed['macro_f1']:.3f}."
+            )
+    lines += [
+        "",
+        "## Per class (FFNN | baseline)",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for cls, ffnn in metrics["ffnn"]["per_class"].items():
+        base = metrics["baseline"]["per_class"][cls]
+        if cls in unscored:
+            lines.append(f"| {cls} | not scored: no rows | | | 0 |")
+            continue
+        lines.append(
+            f"| {cls} | {ffnn['precision']:.3f} \\| {base['precision']:.3f} "
+            f"| {ffnn['recall']:.3f} \\| {base['recall']:.3f} "
+            f"| {ffnn['f1']:.3f} \\| {base['f1']:.3f} | {ffnn['support']} |"
+        )
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "![confusion matrices](figures/confusion_matrix.png)",
+        "![precision-recall curves](figures/pr_curves.png)",
+        "![learning curves](figures/learning_curves.png)",
+        "",
+    ]
+    atomic.write_text(path, "\n".join(lines))

@@ -1,0 +1,29 @@
+"""The results table: every evaluated run's headline figures, collected from its `metrics.json` (nothing else).
+
+Kept apart from evaluation so that the pipeline's `results` stage depends on the reports and this file only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MODELS = ("ffnn", "baseline")
+
+
+def results_table(reports_dir: Path | str) -> str:
+    """Markdown table of every `<reports>/<dataset>-<split>/metrics.json`: FFNN vs baseline, grouped vs random split."""
+    rows = []
+    found = sorted((path.parent.name.rpartition("-")[::2], path) for path in Path(reports_dir).glob("*/metrics.json"))
+    for (dataset, split), path in found:
+        metrics = json.loads(path.read_text())
+        for model in MODELS:
+            m = metrics[model]
+            unscored = ", ".join(m.get("unscored", [])) or "-"
+            figures = f"{m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['mcc']:.3f} | {unscored}"
+            rows.append(f"| {dataset} | {split} | {model} | {figures} |")
+    header = [
+        "| dataset | split | model | test rows | accuracy | macro-F1 | MCC | not scored (no test rows) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    return "\n".join(header + rows) + "\n"
