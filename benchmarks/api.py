@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import Server, free_port  # noqa: E402
 
-from arginator.inference import Predictor  # noqa: E402
+from arginator.serving.predictor import Predictor  # noqa: E402
 
 
 def wrk_script(directory: Path, name: str, body: bytes, content_type: str) -> Path:

@@ -11,7 +11,9 @@ import numpy as np
 from fastapi import Request, Response
 from pydantic import BaseModel
 
-from arginator.api import _columns, _json, create_app
+from arginator.serving.api.app import create_app
+from arginator.serving.api.routes import columns
+from arginator.serving.api.service import json_response
 
 app = create_app()
 
@@ -32,4 +34,4 @@ async def floor(request: Request) -> Response:
 async def naive(body: NaiveBody) -> Response:
     predictor = app.state.service.ready_predictor()
     prediction = predictor.predict_details(np.asarray(body.embeddings, dtype=np.float32))
-    return _json(_columns(prediction, predictor.info.name, None))
+    return json_response(columns(prediction, predictor.info.name, None))

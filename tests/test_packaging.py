@@ -140,3 +140,15 @@ def test_readme_commands_exist_as_tasks():
     tasks = (ROOT / "tasks.py").read_text()
     for name in re.findall(r"^invoke ([a-z-]+)", readme, flags=re.MULTILINE):
         assert f"def {name.replace('-', '_')}(" in tasks, name
+
+
+def table_rows(markdown: str, heading: str) -> list[str]:
+    section = markdown.split(heading, 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("|")]
+
+
+def test_readme_results_table_is_the_pipelines():
+    """The README shows the table `arginator results` wrote into docs/results.md, not numbers typed by hand."""
+    readme = table_rows((ROOT / "README.md").read_text(), "## Results")
+    generated = table_rows((ROOT / "docs" / "results.md").read_text(), "# Results")
+    assert readme and readme == generated

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from arginator.inference import Predictor
+from arginator.serving.predictor import Predictor
 from tests.conftest import Server
 
 LUA = """

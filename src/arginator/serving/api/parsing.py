@@ -1,0 +1,244 @@
+"""Request bodies into rows: reading with limits, gzip/deflate decoding, and JSON, raw float32, text and v2 parsing.
+
+Nothing here knows about routes: each function takes bytes (or the request, to read them) and returns rows, or
+raises `ApiError` with the status and a message that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+
+# Content-Encoding -> zlib window bits. HTTP "deflate" is the zlib format; raw deflate is accepted too (see _inflate).
+DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+# Each decoding pass may produce up to the body limit, so the passes (stacked codings, gzip members) are few.
+MAX_CODINGS, MAX_GZIP_MEMBERS = 2, 16
+
+
+class ApiError(Exception):
+    """A request the service refuses: HTTP status and a message for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def check_count(count: int, limit: int, what: str = "rows", setting: str = "") -> None:
+    """A 413 when a request carries more rows (or texts) than allowed."""
+    if count > limit:
+        raise ApiError(413, f"{count} {what} exceed the limit of {limit} {what} per request{setting}")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, decoded per its Content-Encoding; 413 as soon as it (or its decoded form) exceeds `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()):
+            raise ApiError(400, f"invalid Content-Length '{declared}'")
+        if int(declared) > limit:
+            raise ApiError(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
+        body = await request.body()
+    else:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding")
+    return decode_body(body, encoding, limit) if encoding else body
+
+
+def decode_body(body: bytes, content_encoding: str, limit: int) -> bytes:
+    """Undo the Content-Encoding (codings listed in the order they were applied); 415 for unknown codings."""
+    codings = [c for c in (c.strip().lower() for c in content_encoding.split(",")) if c and c != "identity"]
+    if len(codings) > MAX_CODINGS:
+        raise ApiError(415, f"{len(codings)} content codings stacked; at most {MAX_CODINGS} are decoded")
+    for coding in reversed(codings):
+        if coding not in DECODERS:
+            raise ApiError(415, f"unsupported Content-Encoding '{coding}': send identity, gzip or deflate")
+        body = _inflate(body, coding, limit)
+    return body
+
+
+def _inflate(data: bytes, coding: str, limit: int) -> bytes:
+    """Decompress at most `limit` bytes: a small compressed body that would inflate beyond it gets a 413."""
+    wbits = DECODERS[coding]
+    if coding == "deflate" and not (len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0):
+        wbits = -zlib.MAX_WBITS  # raw deflate, without the zlib header (sent by some clients)
+    parts, size = [], 0
+    for _ in range(MAX_GZIP_MEMBERS):  # a gzip body may hold several members, decoded one after the other
+        decoder = zlib.decompressobj(wbits)
+        try:
+            part = decoder.decompress(data, limit - size + 1)
+        except zlib.error as exc:
+            raise ApiError(400, f"body is not valid {coding} data ({exc})") from None
+        size += len(part)
+        if size > limit:
+            raise ApiError(413, f"body exceeds the limit of {limit} bytes once {coding}-decoded")
+        if not decoder.eof:
+            raise ApiError(400, f"truncated {coding} body")
+        parts.append(part)
+        data = decoder.unused_data
+        if not data:
+            return b"".join(parts)
+        if wbits != DECODERS["gzip"]:
+            raise ApiError(400, f"unexpected data after the end of the {coding} stream")
+    raise ApiError(400, f"more than {MAX_GZIP_MEMBERS} gzip members in one body")
+
+
+def media_type(request: Request) -> str:
+    """The Content-Type without parameters, lower case ('' when absent)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def contains_bool(rows: list[Any]) -> bool:
+    """Whether one vector, or any row of a list of vectors, holds true/false (a C-speed type scan per row)."""
+    types = set(map(type, rows))
+    if bool in types:
+        return True
+    return list in types and any(bool in set(map(type, row)) for row in rows if type(row) is list)
+
+
+def _loads(body: bytes, what: str = "invalid JSON", hint: str = "") -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:  # also invalid UTF-8 and lone surrogates, which a tokenizer cannot take
+        raise ApiError(400, f"{what} ({exc}){hint}") from None
+
+
+def parse_json_rows(body: bytes) -> tuple[Any, list[str] | None]:
+    """Rows (a list, or one vector) and optional ids from a JSON body; the Predictor checks shapes and values."""
+    if not body:
+        raise ApiError(400, 'empty body: send one vector, a list of vectors, or {"embeddings": [...]}')
+    payload = _loads(body, hint="; NaN and Infinity are not JSON")
+    ids = None
+    if isinstance(payload, dict):
+        unknown = set(payload) - {"embeddings", "embedding", "ids"}
+        if unknown:
+            raise ApiError(400, f"unknown field(s) {sorted(unknown)}: expected 'embeddings' and optional 'ids'")
+        rows = payload.get("embeddings", payload.get("embedding"))
+        if rows is None:
+            raise ApiError(400, "missing 'embeddings': a list of vectors (or 'embedding': one vector)")
+        ids = payload.get("ids")
+    else:
+        rows = payload
+    if not isinstance(rows, list) or not rows:
+        raise ApiError(400, "embeddings must be a non-empty list of numbers or of vectors")
+    # orjson reads true/false as Python bools, which numpy would take as 1.0/0.0. Neither numbers nor this body's keys
+    # hold a 't' or an 'f' (only true/false and id strings can): a memchr over the body spares most bodies the scan.
+    if (b"t" in body or b"f" in body) and contains_bool(rows):
+        raise ApiError(400, "values must be numbers, not true/false")
+    if ids is not None:
+        n = len(rows) if isinstance(rows[0], list) else 1
+        if not isinstance(ids, list) or len(ids) != n or not all(type(i) in (str, int) for i in ids):
+            raise ApiError(400, f"'ids' must be a list of {n} strings, one per row")
+        ids = [str(i) for i in ids]
+    return rows, ids
+
+
+def parse_binary_rows(body: bytes, dim: int) -> np.ndarray:
+    """(rows, dim) float32 from raw little-endian float32 bytes."""
+    row_bytes = 4 * dim
+    if not body:
+        raise ApiError(400, "empty body: send rows of float32 values")
+    if len(body) % row_bytes:
+        raise ApiError(
+            400,
+            f"body of {len(body)} bytes is not a whole number of rows: each row is {dim} little-endian float32 "
+            f"values ({row_bytes} bytes); truncated?",
+        )
+    return np.frombuffer(body, dtype="<f4").reshape(-1, dim)
+
+
+def parse_texts(body: bytes, max_texts: int, max_chars: int) -> list[str]:
+    """The texts of a `{"texts": [...]}` body: 422 for a wrong shape, 413 for too many or too long texts."""
+    if not body:
+        raise ApiError(400, 'empty body: send {"texts": ["...", ...]}')
+    payload = _loads(body)
+    texts = payload.get("texts") if isinstance(payload, dict) else None
+    if not isinstance(texts, list) or not texts:
+        raise ApiError(422, 'invalid request: texts: expected {"texts": [...]} with a non-empty list of strings')
+    check_count(len(texts), max_texts, "texts", " (ARGINATOR_MAX_ROWS)")
+    wrong = next((i for i, text in enumerate(texts) if type(text) is not str), None)
+    if wrong is not None:
+        raise ApiError(422, f"invalid request: texts.{wrong}: expected a string, got {type(texts[wrong]).__name__}")
+    long = next((i for i, text in enumerate(texts) if len(text) > max_chars), None)
+    if long is not None:
+        raise ApiError(
+            413,
+            f"text {long} has {len(texts[long])} characters, above the limit of {max_chars} characters per text "
+            "(ARGINATOR_MAX_TEXT_CHARS)",
+        )
+    return texts
+
+
+def v2_rows(
+    body: bytes, header_length: str | None, dim: int, max_rows: int
+) -> tuple[np.ndarray, dict[str, Any], list[str]]:
+    """The input tensor, the request and the wanted outputs of an Open Inference Protocol v2 request.
+
+    The tensor comes as JSON `data` or, with the binary tensor extension, as raw bytes after a JSON header of
+    `Inference-Header-Content-Length` bytes.
+    """
+    if header_length is not None:
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
+            raise ApiError(400, f"invalid Inference-Header-Content-Length '{header_length}'")
+        head, binary = body[: int(header_length)], body[int(header_length) :]
+    else:
+        head, binary = body, b""
+    request = _loads(head, "invalid JSON in the inference request")
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or len(request["inputs"]) != 1:
+        raise ApiError(400, "the request must have exactly one entry in 'inputs' (name 'embedding')")
+    tensor = request["inputs"][0]
+    if not isinstance(tensor, dict):
+        raise ApiError(400, "each input must be an object with name, shape, datatype and data")
+    if tensor.get("name") != "embedding":
+        raise ApiError(400, f"unknown input '{tensor.get('name')}': this model takes 'embedding'")
+    if tensor.get("datatype") != "FP32":
+        raise ApiError(400, f"input datatype must be FP32, got {tensor.get('datatype')!r}")
+    shape = tensor.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(type(s) is int and s >= 0 for s in shape)):
+        raise ApiError(400, f"input shape must be [rows, {dim}], got {shape!r}")
+    if shape[1] != dim:
+        raise ApiError(400, f"expected {dim} values per row, got shape {shape}")
+    check_count(shape[0], max_rows)
+    parameters = tensor.get("parameters")
+    if not isinstance(parameters, dict | None):
+        raise ApiError(400, f"input 'parameters' must be an object, got {type(parameters).__name__}")
+    size = (parameters or {}).get("binary_data_size")
+    if size is not None:
+        if type(size) is not int or size != len(binary) or size != 4 * shape[0] * shape[1]:
+            raise ApiError(
+                400, f"binary_data_size {size!r} does not match shape {shape} and the {len(binary)} bytes sent"
+            )
+        rows = np.frombuffer(binary, dtype="<f4").reshape(shape)
+    else:
+        data = tensor.get("data")
+        if not isinstance(data, list):
+            raise ApiError(400, f"input 'data' must be a list of numbers, got {type(data).__name__}")
+        if (b"true" in head or b"false" in head) and contains_bool(data):
+            raise ApiError(400, "values must be numbers, not true/false")
+        try:
+            rows = np.asarray(data, dtype=np.float32).reshape(shape)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ApiError(400, f"input data does not fit shape {shape} as FP32 ({exc})") from None
+    return rows, request, _v2_outputs(request.get("outputs"))
+
+
+def _v2_outputs(outputs: Any) -> list[str]:
+    """The names in a v2 request's optional `outputs` list (none: all outputs)."""
+    if outputs is None:
+        return []
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) and type(o.get("name")) is str for o in outputs):
+        raise ApiError(400, "'outputs' must be a list of objects with a 'name' ('probabilities' or 'label')")
+    wanted = [o["name"] for o in outputs]
+    unknown = set(wanted) - {"probabilities", "label"}
+    if unknown:
+        raise ApiError(400, f"unknown output(s) {sorted(unknown)}: this model gives 'probabilities' and 'label'")
+    return wanted

@@ -1,0 +1,163 @@
+"""The v1 routes: probes, metadata, metrics, `/predict` (JSON or raw float32), `/predict/text` and the web page."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from arginator.serving.api.parsing import (
+    ApiError,
+    media_type,
+    parse_binary_rows,
+    parse_json_rows,
+    parse_texts,
+    read_body,
+)
+from arginator.serving.api.service import Service, json_response
+from arginator.serving.predictor import Prediction
+
+VECTOR = {"type": "array", "items": {"type": "number"}}
+PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    VECTOR,
+                    {"type": "array", "items": VECTOR},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "embeddings": {"type": "array", "items": VECTOR},
+                            "ids": {"type": "array", "items": {"type": "string"}},
+                        },
+                        "required": ["embeddings"],
+                    },
+                ]
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+
+def text_body(max_texts: int, max_chars: int) -> dict[str, Any]:
+    """The OpenAPI request body of /predict/text, with the configured limits."""
+    texts = {"type": "array", "minItems": 1, "maxItems": max_texts, "items": {"type": "string", "maxLength": max_chars}}
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"texts": texts}, "required": ["texts"]},
+            }
+        },
+    }
+
+
+def columns(prediction: Prediction, model_name: str, ids: list[str] | None) -> dict[str, Any]:
+    """Column-oriented response: cheap to build and parse for large batches."""
+    body: dict[str, Any] = {
+        "model": model_name,
+        "classes": prediction.classes,
+        "labels": prediction.labels,
+        "confidence": prediction.confidence.astype(np.float32),
+        "abstained": prediction.abstained,
+        "probabilities": np.ascontiguousarray(prediction.probabilities, dtype=np.float32),
+    }
+    if ids is not None:
+        body["ids"] = ids
+    return body
+
+
+def v1_router(service: Service) -> APIRouter:
+    """The v1 routes over `service`."""
+    router = APIRouter()
+    settings = service.settings
+
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("arginator.serving.api").joinpath("static/index.html").read_text())
+
+    @router.get("/health", summary="The process is up")
+    async def health() -> Response:
+        return json_response({"status": "ok"})
+
+    @router.get("/ready", summary="The model is loaded", responses={503: {"description": "Model not loaded"}})
+    async def ready() -> Response:
+        return json_response({"status": "ready", "model": service.ready_predictor().info.name})
+
+    @router.get("/metadata", summary="The model's labels, task, input dimension and provenance")
+    async def metadata() -> Response:
+        info = service.ready_predictor().info
+        return json_response(
+            {
+                "name": info.name,
+                "task": info.task,
+                "classes": info.classes,
+                "input_dim": info.input_dim,
+                "thresholds": info.thresholds,
+                "embedder": info.embedder,
+                "variant": info.variant,
+                "model": info.kind,
+                "data_fingerprint": info.data_fingerprint,
+                "min_confidence": settings.min_confidence,
+                "max_rows": settings.max_rows,
+                "text": service.embedder is not None,
+            }
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.post(
+        "/predict",
+        summary="Classify embeddings (JSON or raw float32 rows)",
+        openapi_extra={"requestBody": PREDICT_BODY},
+    )
+    async def predict(request: Request) -> Response:
+        predictor = service.ready_predictor()
+        body = await read_body(request, settings.max_body_bytes)
+        media = media_type(request)
+        if media == "application/octet-stream":
+            rows: Any = parse_binary_rows(body, predictor.input_dim)
+            ids = None
+            service.check_rows(len(rows))
+        elif media in ("application/json", ""):
+            rows, ids = parse_json_rows(body)
+            service.check_rows(len(rows) if isinstance(rows[0], list) else 1)
+        else:
+            raise ApiError(
+                415, f"unsupported content type '{media}': send application/json or application/octet-stream"
+            )
+        prediction = await service.run(predictor, rows)
+        return json_response(columns(prediction, predictor.info.name, ids))
+
+    @router.post(
+        "/predict/text",
+        summary="Embed texts with the model's text embedder, then classify them",
+        openapi_extra={"requestBody": text_body(settings.max_rows, settings.max_text_chars)},
+    )
+    async def predict_text(request: Request) -> Response:
+        media = media_type(request)
+        if media not in ("application/json", ""):
+            raise ApiError(415, f"unsupported content type '{media}': send application/json")
+        body = await read_body(request, settings.max_body_bytes)
+        texts = parse_texts(body, settings.max_rows, settings.max_text_chars)  # a bad body is told so on any model
+        predictor = service.ready_predictor()
+        if service.embedder is None:
+            raise ApiError(
+                404,
+                f"text input is not available for model '{predictor.info.name}' (embedder "
+                f"'{predictor.info.embedder}'; needs a MiniLM-trained model and arginator[text])",
+            )
+        vectors = await service.embed(texts)
+        prediction = await service.run(predictor, vectors)
+        return json_response(columns(prediction, predictor.info.name, None))
+
+    return router
