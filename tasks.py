@@ -42,9 +42,10 @@ def train(
 
 
 @task
-def evaluate(c: Context, run: str, data: str = "") -> None:
-    """Score a run's FFNN and baseline on its test split, or on --data (arginator evaluate)."""
-    c.run(f"arginator evaluate --run {run}" + (f" --data {data}" if data else ""), pty=False)
+def evaluate(c: Context, run: str, data: str = "", labels: str = "") -> None:
+    """Score a run's FFNN and baseline on its test split, or on --data [--labels] (arginator evaluate)."""
+    extra = (f" --data {data}" if data else "") + (f" --labels {labels}" if labels else "")
+    c.run(f"arginator evaluate --run {run}{extra}", pty=False)
 
 
 @task

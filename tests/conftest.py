@@ -63,10 +63,10 @@ def write_linear_onnx(
     embedder: str = "unirep",
 ) -> Path:
     """A real ONNX model (x @ W, then softmax or sigmoid) carrying arginator metadata, as `arginator export` writes."""
-    import json
-
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    from arginator.serving import metadata
 
     dim, outputs = weights.shape
     activation = "Softmax" if task == "multiclass" else "Sigmoid"
@@ -83,20 +83,7 @@ def write_linear_onnx(
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    metadata = {
-        "format_version": "1",
-        "model": "ffnn",
-        "task": task,
-        "classes": json.dumps(classes),
-        "input_dim": str(dim),
-        "thresholds": json.dumps(thresholds or []),
-        "embedder": embedder,
-        "data_fingerprint": "test",
-        "variant": "fp32",
-    }
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = "arginator." + key, value
+    metadata.write(model, metadata.build("ffnn", task, classes, dim, thresholds or [], embedder, "test"))
     onnx.save(model, path)
     return path
 

@@ -2,12 +2,12 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
 from arginator.config import load_config
 from arginator.serving.metadata import read as read_metadata
+from arginator.serving.session import create_session
 from arginator.shipping.compress import choose_shipped, compress_run, narrow, prune_unstructured, sparsity
 from arginator.training.runs import load_model
 from arginator.training.train import train_run
@@ -55,7 +55,7 @@ def test_static_int8_rows_do_not_depend_on_their_batch(compressed):
     with_outlier = np.concatenate([x[:1], 1000 * x[1:]])
 
     def first_row(name: str, batch: np.ndarray) -> np.ndarray:
-        session = ort.InferenceSession(str(variants / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        session = create_session(variants / f"{name}.onnx", cpu_only=True)
         return session.run(None, {session.get_inputs()[0].name: batch})[0][0]
 
     # Calibrated scales are fixed; dynamic int8 re-derives them from each batch, so an outlier row changes the others.

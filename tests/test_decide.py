@@ -1,6 +1,7 @@
 """The one decision rule, its metadata and atomic writes: the small shared pieces every stage relies on."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -53,4 +54,6 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
     atomic.write_json(target, {"new": 1})
-    assert json.loads(target.read_text()) == {"new": 1} and oct(target.stat().st_mode & 0o777) != "0o600"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert json.loads(target.read_text()) == {"new": 1} and target.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -152,3 +152,40 @@ def test_classes_without_rows_are_listed_not_averaged_as_zero(tmp_path):
     write_report(report_metrics, tmp_path / "report.md")
     report = (tmp_path / "report.md").read_text()
     assert "Not scored (no test rows): c." in report and "| c | not scored: no rows |" in report
+
+
+def test_external_scoring_edge_cases(trained_run, seed_layout, tmp_path):
+    # A table that has the run's group column (e.g. `family`): the column is not read as vector values.
+    table = load_embeddings(seed_layout, DataConfig())
+    frame = pd.DataFrame(table.vectors[:20], columns=[f"v{i}" for i in range(table.embedding_dim)])
+    frame.insert(0, "family", "fam1")
+    frame.insert(0, "label", [labels[0] for labels in table.labels[:20]])
+    frame.insert(0, "id", table.ids[:20])
+    frame.to_csv(tmp_path / "external.csv", index=False)
+    grouped = tmp_path / "grouped_run"
+    config = load_config(
+        overrides=[
+            *FAST,
+            "train.max_epochs=2",
+            f"data.labels_file={seed_layout / 'groups.csv'}",
+            "data.group_column=family",
+        ]
+    )
+    train_run(seed_layout, config, grouped)
+    metrics = evaluate_run(grouped, tmp_path / "external.csv")
+    assert metrics["ffnn"]["n"] == 20
+    # Its report goes beside the run's own, never over it.
+    assert (grouped / "eval-external" / "metrics.json").exists() and not (grouped / "metrics.json").exists()
+    # --labels describes an HDF5 file of vectors; a table brings its own labels.
+    with pytest.raises(DataError, match="--labels applies to an HDF5 file"):
+        evaluate_run(grouped, tmp_path / "external.csv", labels_file=tmp_path / "other.csv")
+
+
+def test_binary_model_scores_data_with_one_side_only(seed_layout, tmp_path):
+    run = tmp_path / "run"
+    train_run(seed_layout, load_config(overrides=[*FAST, "data.task=binary", "data.negative=non"]), run)
+    only_positive = tmp_path / "positives"
+    only_positive.mkdir()
+    write_class_file(only_positive / "card_class_a_embeddings.h5", random_vectors("a", 5))
+    metrics = evaluate_run(run, only_positive)
+    assert metrics["ffnn"]["n"] == 5 and metrics["ffnn"]["unscored"] == ["non"]

@@ -227,3 +227,20 @@ def test_serving_modules_import_no_training_stack():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_empty_inputs_give_valid_empty_outputs(tmp_path, multiclass_model):
+    predictor = Predictor(multiclass_model)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("id," + ",".join(str(j) for j in range(predictor.input_dim)) + "\n")
+    assert predict_file(predictor, header_only, tmp_path / "out.csv") == 0
+    assert predict_file(predictor, header_only, tmp_path / "out.parquet") == 0
+    assert list(pd.read_parquet(tmp_path / "out.parquet").columns)[:4] == ["id", "label", "confidence", "abstained"]
+
+
+def test_matrix_hdf5_with_misaligned_ids_is_refused(tmp_path):
+    with h5py.File(tmp_path / "m.h5", "w") as handle:
+        handle["embeddings"] = np.zeros((4, 3), np.float32)
+        handle["ids"] = np.array([b"a", b"b", b"c"])
+    with pytest.raises(DataError, match="4 vectors but 3 'ids' values"):
+        list(iter_chunks(tmp_path / "m.h5"))

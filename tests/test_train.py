@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
@@ -145,6 +146,8 @@ def test_training_and_evaluation_are_device_agnostic(seed_layout, tmp_path, devi
     on_cpu = module.predict_proba(x)
     module.to(device)
     np.testing.assert_allclose(module.predict_proba(x), on_cpu, atol=1e-5)  # numpy out, from any device
+    metrics = evaluate_run(tmp_path / "run")
+    assert metrics["ffnn"]["n"] == (pd.read_csv(tmp_path / "run" / "split.csv")["split"] == "test").sum()
 
 
 class _Payload:
@@ -179,6 +182,14 @@ def test_overwrite_keeps_the_old_run_when_the_new_data_is_bad(seed_layout, tmp_p
     (bad / "card_class_b_embeddings.h5").write_bytes(b"truncated")
     with pytest.raises(DataError, match=r"card_class_b_embeddings\.h5"):
         train_run(bad, load_config(overrides=FAST), run, overwrite=True)
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+    class Fails(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):  # training itself fails: the old run comes back
+        train_run(seed_layout, load_config(overrides=FAST), run, overwrite=True, callbacks=[Fails()])
     assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     train_run(seed_layout, load_config(overrides=[*FAST, "train.max_epochs=2"]), run, overwrite=True)
     assert not run.with_name("run.replaced").exists()

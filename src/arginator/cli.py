@@ -274,14 +274,9 @@ def results(
     out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("reports/results.md"),
 ) -> None:
     """Collect every run's metrics into one table: FFNN vs baseline, grouped vs random split."""
-    from arginator import atomic
-    from arginator.training.results import results_table
+    from arginator.training.results import write_results
 
-    table = results_table(reports)
-    atomic.write_text(
-        out, "# Results\n\nTest-split figures per dataset; `grouped` keeps homologs on one side.\n\n" + table
-    )
-    typer.echo(table)
+    typer.echo(write_results(reports, out))
 
 
 @app.command()

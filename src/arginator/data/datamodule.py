@@ -31,10 +31,6 @@ class TensorBatches:
     def __len__(self) -> int:
         return len(self._bounds())
 
-    def set_seed(self, seed: int) -> None:
-        """Restart the shuffling from `seed` (set per epoch, so a resumed run sees the same orders)."""
-        self.generator.manual_seed(seed)
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.shuffle:
             order = torch.randperm(len(self.x), generator=self.generator)

@@ -51,7 +51,7 @@ class Columns:
 
     def meta(self) -> set[str]:
         """Column names that are never vector values."""
-        return {self.id, "ids", self.label, "labels", *self.group_keys()}
+        return {*self.id_keys(), *self.label_keys(), *self.group_keys()}
 
 
 @dataclass
@@ -95,6 +95,9 @@ def _iter_hdf5(path: Path, columns: Columns, chunk_rows: int, dim: int | None) -
             id_key, label_key, group_key = (
                 _first_key(handle, keys) for keys in (columns.id_keys(), columns.label_keys(), columns.group_keys())
             )
+            for key in (id_key, label_key, group_key):
+                if key is not None and len(handle[key]) != matrix.shape[0]:
+                    raise DataError(f"{path.name}: {matrix.shape[0]} vectors but {len(handle[key])} '{key}' values")
             for start in range(0, matrix.shape[0], chunk_rows):
                 rows = matrix[start : start + chunk_rows]
                 end = start + len(rows)

@@ -169,7 +169,8 @@ def read_hdf5_with_labels(h5_path: Path, config: DataConfig) -> EmbeddingTable:
     order = [position[sample_id] for sample_id in frame[config.id_column]]
     table_ids = frame[config.id_column].to_numpy(dtype=object)
     labels = _parse_labels(frame[config.label_column].tolist(), config, labels_path.name, table_ids)
-    groups = _group_column(frame, config, labels_path.name)
+    # A missing group column is reported by `_attach_groups`, and only when groups are needed.
+    groups = _group_column(frame, config, labels_path.name) if config.group_column in frame.columns else None
     table = EmbeddingTable(table_ids, chunk.vectors[order], labels, groups, str(h5_path))
     _check_finite(table, lambda i: f"id '{table.ids[i]}' in {h5_path.name}")
     return table
@@ -183,11 +184,8 @@ def _table_from_chunk(chunk: Chunk, config: DataConfig, path: Path) -> Embedding
     ids = np.array(chunk.ids, dtype=object)
     _check_unique(ids, path.name)
     labels = _parse_labels(chunk.labels, config, path.name, ids)
-    groups = None
-    if config.group_column is not None:
-        if chunk.groups is None:
-            raise DataError(f"{path.name} has no group column '{config.group_column}'")
-        groups = np.array(chunk.groups, dtype=object)
+    # Without a group column here, `_attach_groups` looks for one in data.labels_file.
+    groups = np.array(chunk.groups, dtype=object) if config.group_column and chunk.groups is not None else None
     table = EmbeddingTable(ids, chunk.vectors, labels, groups, str(path))
     _check_finite(table, lambda i: f"row {i + 1}, id '{ids[i]}' of {path.name}")
     return table
@@ -248,12 +246,14 @@ def _check_labels(table: EmbeddingTable, config: DataConfig) -> None:
         raise DataError(f"class '{empty[0]}' is empty: no sample in {Path(table.source).name} has that label")
 
 
-def load_embeddings(path: Path | str, config: DataConfig) -> EmbeddingTable:
+def load_embeddings(path: Path | str, config: DataConfig, need_groups: bool = True) -> EmbeddingTable:
     """Read and validate embeddings with labels from any supported layout.
 
     Args:
         path: a directory of per-class HDF5 files, an HDF5 file (with `data.labels_file`), or a CSV/Parquet/NPZ table.
         config: the data section of the run configuration.
+        need_groups: false when groups are not used (scoring external data): `data.group_column` then only keeps
+            that column out of the vector values.
 
     Returns:
         The validated table.
@@ -275,4 +275,7 @@ def load_embeddings(path: Path | str, config: DataConfig) -> EmbeddingTable:
     if config.embedding_dim is not None and table.embedding_dim != config.embedding_dim:
         raise DataError(f"expected {config.embedding_dim} values per row, got {table.embedding_dim} ({path.name})")
     _check_labels(table, config)
+    if not need_groups:
+        table.groups = None
+        return table
     return _attach_groups(table, config)

@@ -64,13 +64,17 @@ def _encode_binary(
     flat: np.ndarray, present: list[str], config: DataConfig, classes: list[str] | None, source: str
 ) -> Targets:
     negative, positive = config.negative, config.positive
+    scoring = classes is not None  # a trained model's classes: data to score may hold one side only
     if not negative and not positive:
-        if len(present) != 2:
+        if scoring:
+            negative = classes[0].split("+")
+        elif len(present) != 2:
             raise DataError(f"binary task on {len(present)} labels {present}: choose --negative LABEL (e.g. 'non')")
-        negative = [present[0]]
+        else:
+            negative = [present[0]]
     for side, labels in (("negative", negative), ("positive", positive)):
         unknown = [label for label in labels or [] if label not in present]
-        if unknown:
+        if unknown and not scoring:
             raise DataError(f"unknown label '{unknown[0]}' given as {side} class; labels in {source}: {present}")
     if negative and positive:
         keep = np.isin(flat, negative + positive)
@@ -85,7 +89,7 @@ def _encode_binary(
     classes = classes or default
     y = is_positive[keep].astype(np.float32)
     for value, name in ((0.0, classes[0]), (1.0, classes[1])):
-        if not (y == value).any():
+        if not scoring and not (y == value).any():
             raise DataError(f"class '{name}' is empty in {source} for the binary task")
     return Targets(list(classes), y, keep)
 

@@ -99,6 +99,11 @@ def decode(raw: dict[str, str], path: Path, name: str | None = None) -> ModelInf
         input_dim = int(values["input_dim"])
     except (ValueError, TypeError) as exc:
         raise ModelLoadError(f"{path.name}: unreadable arginator metadata ({exc})") from None
+    version = values.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise ModelLoadError(
+            f"{path.name}: metadata format {version}, this arginator reads format {FORMAT_VERSION} (upgrade arginator)"
+        )
     task = values["task"]
     if task not in TASKS:
         raise ModelLoadError(f"{path.name}: unknown task '{task}' in the metadata")

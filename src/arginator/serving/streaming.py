@@ -35,7 +35,7 @@ class _CsvSink:
 
 class _ParquetSink:
     def __init__(self, path: Path, header: list[str]) -> None:
-        self.path, self.writer = path, None
+        self.path, self.header, self.writer = path, header, None
 
     def write(self, columns: dict[str, Any]) -> None:
         import pyarrow as pa
@@ -47,7 +47,14 @@ class _ParquetSink:
         self.writer.write_table(table)
 
     def close(self) -> None:
-        if self.writer is not None:
+        if self.writer is None:  # no rows at all: still a valid Parquet file, with the columns and no rows
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            types = {"id": pa.string(), "label": pa.string(), "abstained": pa.bool_()}
+            schema = pa.schema([(name, types.get(name, pa.float32())) for name in self.header])
+            pq.write_table(schema.empty_table(), self.path)
+        else:
             self.writer.close()
 
 
@@ -75,6 +82,8 @@ def predict_file(
         sink = _CsvSink(partial, header) if suffix == ".csv" else _ParquetSink(partial, header)
         try:
             for chunk in iter_chunks(source, chunk_rows=chunk_rows):
+                if not chunk.ids:  # e.g. a CSV with a header only
+                    continue
                 try:
                     result = predictor.predict_details(chunk.vectors)
                 except InvalidInput as exc:

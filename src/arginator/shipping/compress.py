@@ -43,7 +43,7 @@ from arginator.shipping.export import build_metadata, export_ffnn
 from arginator.shipping.timing import measure, session_predictor
 from arginator.training import runs, visualize
 from arginator.training.metrics import macro_f1
-from arginator.training.model import FFNN, EmbeddingClassifier
+from arginator.training.model import FFNN, EmbeddingClassifier, logits_to_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ def _build_and_choose(
     def torch_predict(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             logits = quantized(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-        return (torch.softmax(logits, 1) if task == "multiclass" else torch.sigmoid(logits)).numpy()
+        return logits_to_probabilities(logits, task).numpy()
 
     add("torch-int8", torch_predict, None, buffer.getbuffer().nbytes, {"sparsity": 0.0})
     # torch's OpenMP workers busy-wait after each op and would slow whatever runs next: timed on its own, last.

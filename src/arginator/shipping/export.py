@@ -26,7 +26,7 @@ from arginator.serving.decide import decide
 from arginator.serving.metadata import INPUT_NAME, OUTPUT_NAME
 from arginator.serving.session import create_session
 from arginator.training import runs
-from arginator.training.model import EmbeddingClassifier, LogisticBaseline
+from arginator.training.model import EmbeddingClassifier, LogisticBaseline, logits_to_probabilities
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-5
@@ -45,7 +45,7 @@ class _ProbabilityModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.net(x)
-        return torch.softmax(logits, dim=1) if self.task == "multiclass" else torch.sigmoid(logits)
+        return logits_to_probabilities(logits, self.task)
 
 
 def build_metadata(

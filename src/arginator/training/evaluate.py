@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from arginator import atomic
+from arginator.data.readers import HDF5_SUFFIXES
 from arginator.data.splits import prepare_dataset
 from arginator.data.tables import load_embeddings
 from arginator.data.targets import encode_targets
@@ -30,15 +31,17 @@ def _external_rows(
     data_path: Path | str, labels_file: Path | str | None, info: dict[str, Any], config_data: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectors and targets of external labelled data: its own labels (in the file, or `labels_file`), no groups."""
+    path = Path(data_path)
+    if labels_file is not None and (path.is_dir() or path.suffix.lower() not in HDF5_SUFFIXES):
+        raise DataError(f"--labels applies to an HDF5 file of vectors; {path.name} carries its own labels")
     data_config = config_data.model_copy(
         update={
             "labels_file": str(labels_file) if labels_file is not None else None,
-            "group_column": None,
             "classes": None,
             "embedding_dim": None,
         }
     )
-    table = load_embeddings(data_path, data_config)
+    table = load_embeddings(path, data_config, need_groups=False)
     if table.embedding_dim != info["input_dim"]:
         raise DataError(
             f"expected {info['input_dim']} values per row (the model's input), "
@@ -59,7 +62,8 @@ def evaluate_run(
     Args:
         run_dir: a directory written by `train_run`.
         data_path: optional external labelled data in any supported layout; its labels must be known to the model.
-        report_dir: where metrics.json, figures/ and report.md go (default: the run directory).
+        report_dir: where metrics.json, figures/ and report.md go (default: the run directory for its test split,
+            `<run>/eval-<data name>/` for external data, so the run's own report is never replaced).
         labels_file: labels (id, label) of `data_path` when it is an HDF5 file without labels of its own, such as
             the file `arginator embed` writes. Never the run's own labels file.
 
@@ -75,10 +79,11 @@ def evaluate_run(
     if data_path is None:
         data = prepare_dataset(info["data_path"], config.data, run_dir / runs.SPLIT, classes=classes, write=False)
         x, y = data.arrays("test")
-        evaluated_on = {"data": info["data_path"], "rows": "test split", "n": len(x)}
+        evaluated_on = {"data": _shown(info["data_path"]), "rows": "test split", "n": len(x)}
     else:
         x, y = _external_rows(data_path, labels_file, info, config.data)
-        evaluated_on = {"data": str(data_path), "rows": "all", "n": len(x)}
+        evaluated_on = {"data": _shown(data_path), "rows": "all", "n": len(x)}
+        report_dir = report_dir if report_dir is not None else run_dir / f"eval-{Path(data_path).stem}"
     log.info("evaluating on %d rows of %s", len(x), evaluated_on["data"])
     results = {
         "ffnn": score(y, module.predict_proba(x), task, classes, thresholds),
@@ -98,6 +103,12 @@ def evaluate_run(
     write_report(metrics, out / "report.md")
     atomic.write_json(out / "metrics.json", metrics)  # last: its presence means the report is complete
     return metrics
+
+
+def _shown(path: Path | str) -> str:
+    """A path as reports show it: relative to the working directory when inside it (no machine-specific prefix)."""
+    absolute = Path(path).absolute()
+    return str(absolute.relative_to(Path.cwd())) if absolute.is_relative_to(Path.cwd()) else str(path)
 
 
 def _fmt(value: float | None) -> str:
@@ -141,7 +152,8 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
     unscored = metrics["ffnn"].get("unscored", [])
     if unscored:
         lines += [
-            f"Not scored (no {meta['rows'].removesuffix(' split')} rows): {', '.join(unscored)}. Macro averages run "
+            f"Not scored (no {'test' if meta['rows'] == 'test split' else 'evaluated'} rows): {', '.join(unscored)}. "
+            "Macro averages run "
             f"over the {len(meta['classes']) - len(unscored)} classes that have rows.",
             "",
         ]

@@ -160,7 +160,9 @@ class EmbeddingClassifier(L.LightningModule):
             logits_to_probabilities(self(tensor[i : i + batch_size].to(self.device)), self.task).cpu()
             for i in range(0, len(x), batch_size)
         ]
-        return torch.cat(chunks).numpy() if chunks else np.zeros((0,), dtype=np.float32)
+        if not chunks:  # no rows: the same shape as for any other input, with zero rows
+            return np.zeros((0,) if self.task == "binary" else (0, len(self.classes)), dtype=np.float32)
+        return torch.cat(chunks).numpy()
 
 
 class LogisticBaseline:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from arginator import atomic
+
 MODELS = ("ffnn", "baseline")
 
 
@@ -27,3 +29,15 @@ def results_table(reports_dir: Path | str) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     return "\n".join(header + rows) + "\n"
+
+
+def write_results(reports_dir: Path | str, out: Path | str) -> str:
+    """Write the results page (`docs/results.md` in the pipeline) atomically; returns its table."""
+    table = results_table(reports_dir)
+    intro = (
+        "# Results\n\nTest-split figures per dataset; `grouped` keeps homologs on one side. Macro-F1 averages the "
+        "classes that have test rows; a class without any is listed as not scored instead of counting as an F1 "
+        "of 0.\n\n"
+    )
+    atomic.write_text(out, intro + table)
+    return table

@@ -33,16 +33,25 @@ from arginator.training.model import EmbeddingClassifier, LogisticBaseline
 MODEL_FORMAT = 1
 CONFIG, INFO, SPLIT, MODEL, BASELINE = "config.yaml", "run.json", "split.csv", "model.ckpt", "baseline.json"
 CHECKPOINTS = "checkpoints"
+PATHS_MARKER = "relative to the run directory"
 
 
 def relative_to_run(path: Path | str, run_dir: Path) -> str:
-    """`path` (relative to the working directory, or absolute) as seen from `run_dir`."""
+    """A relative `path` (from the working directory) as seen from `run_dir`; an absolute path stays absolute."""
+    if Path(path).is_absolute():
+        return str(path)
     return os.path.relpath(Path(path).absolute(), Path(run_dir).absolute())
 
 
-def resolve_in_run(path: str, run_dir: Path) -> str:
-    """A path stored in a run (relative to the run directory) as a path usable from the working directory."""
-    return path if Path(path).is_absolute() else os.path.normpath(Path(run_dir).absolute() / path)
+def resolve_in_run(path: str, run_dir: Path, run_relative: bool = True) -> str:
+    """A path stored in a run (relative to the run directory) as a path usable from the working directory.
+
+    Runs written before paths became run-relative (no `paths` marker in run.json) stored them relative to the
+    working directory; they are returned as they are.
+    """
+    if Path(path).is_absolute() or not run_relative:
+        return path
+    return os.path.normpath(Path(run_dir).absolute() / path)
 
 
 def write_config(run_dir: Path, config: RunConfig) -> None:
@@ -61,13 +70,23 @@ def read_config(run_dir: Path) -> RunConfig:
         raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG})")
     config = config_from_dict(yaml.safe_load(path.read_text()), str(path))
     if config.data.labels_file is not None:
-        config.data.labels_file = resolve_in_run(config.data.labels_file, Path(run_dir))
+        config.data.labels_file = resolve_in_run(config.data.labels_file, Path(run_dir), _run_relative(run_dir))
     return config
+
+
+def _run_relative(run_dir: Path) -> bool:
+    """Whether the run stores paths relative to itself (every run written since the marker exists)."""
+    path = Path(run_dir) / INFO
+    return not path.exists() or json.loads(path.read_text()).get("paths") == PATHS_MARKER
 
 
 def write_info(run_dir: Path, info: dict[str, Any]) -> None:
     """Store the run's metadata, its data path relative to the run directory."""
-    stored = info | {"data_path": relative_to_run(info["data_path"], run_dir), "arginator_version": __version__}
+    stored = info | {
+        "data_path": relative_to_run(info["data_path"], run_dir),
+        "paths": PATHS_MARKER,
+        "arginator_version": __version__,
+    }
     atomic.write_json(run_dir / INFO, stored)
 
 
@@ -77,7 +96,7 @@ def read_info(run_dir: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"{run_dir} is not a trained run directory (no {INFO})")
     info = json.loads(path.read_text())
-    return info | {"data_path": resolve_in_run(info["data_path"], Path(run_dir))}
+    return info | {"data_path": resolve_in_run(info["data_path"], Path(run_dir), _run_relative(run_dir))}
 
 
 def save_model(module: EmbeddingClassifier, thresholds: list[float], path: Path) -> None:

@@ -12,6 +12,7 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -21,6 +22,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProg
 from lightning.pytorch.loggers import CSVLogger, Logger
 from sklearn.exceptions import ConvergenceWarning
 
+from arginator import atomic
 from arginator.config import RunConfig
 from arginator.data.datamodule import EmbeddingDataModule
 from arginator.data.splits import SPLITS, PreparedData, fingerprint, prepare_dataset, write_split
@@ -130,19 +132,35 @@ def fit_baseline(config: RunConfig, data: PreparedData) -> tuple[LogisticBaselin
     return baseline, thresholds
 
 
-class EpochSeeds(L.Callback):
-    """Seeds each epoch's shuffling and dropout from (seed, epoch), so a resumed run repeats an uninterrupted one."""
+class ResumableRandomness(L.Callback):
+    """Keeps the random streams in every checkpoint, so a resumed run continues exactly as an uninterrupted one.
 
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
+    Two streams drive an epoch: torch's global generator (dropout) and the training batches' own generator (their
+    order). Their states at the moment a checkpoint is written are stored in it; on resume they are put back before
+    the first epoch, so the following epochs draw the same numbers as they would have without the interruption.
+    """
+
+    def __init__(self) -> None:
+        self._batches: Any = None
+        self._restore: dict[str, Any] | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Reseed torch (dropout) and the training batches' order for this epoch."""
-        seed = self.seed + trainer.current_epoch
-        torch.manual_seed(seed)
-        batches = trainer.train_dataloader
-        if hasattr(batches, "set_seed"):
-            batches.set_seed(seed)
+        """Remember the training batches; after a resume, restore the streams saved in the checkpoint."""
+        self._batches = trainer.train_dataloader
+        if self._restore is not None:
+            torch.set_rng_state(self._restore["torch"])
+            if self._restore.get("order") is not None and hasattr(self._batches, "generator"):
+                self._batches.generator.set_state(self._restore["order"])
+            self._restore = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The streams' states now (called while a checkpoint is written)."""
+        order = self._batches.generator.get_state() if hasattr(self._batches, "generator") else None
+        return {"torch": torch.get_rng_state(), "order": order}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep the saved states until training starts (the batches do not exist yet)."""
+        self._restore = state_dict
 
 
 def _checkpoint_callbacks(config: RunConfig, run_dir: Path) -> tuple[ModelCheckpoint, EarlyStopping]:
@@ -176,7 +194,8 @@ def _set_aside(run_dir: Path) -> Path | None:
     if not runs.is_run(run_dir):
         raise ConfigError(f"--overwrite refuses to delete {run_dir}: it is not a run directory")
     aside = run_dir.with_name(f"{run_dir.name}.replaced")
-    shutil.rmtree(aside, ignore_errors=True)
+    if aside.exists():  # left by an --overwrite that was killed: it may be the only copy of the old run
+        raise ConfigError(f"{aside} exists (an earlier --overwrite was interrupted): keep or delete it, then retry")
     run_dir.rename(aside)
     return aside
 
@@ -222,9 +241,12 @@ def train_run(
     try:
         result = _fit(data, data_path, config, run_dir, resume, callbacks or [])
     except BaseException:
-        if aside is not None:
+        if aside is not None:  # put the old run back; the failed attempt is removed
             shutil.rmtree(run_dir, ignore_errors=True)
-            aside.rename(run_dir)
+            if not run_dir.exists():
+                aside.rename(run_dir)
+            else:
+                log.error("could not restore %s: the previous run is kept in %s", run_dir, aside)
         raise
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
@@ -274,7 +296,7 @@ def _fit(
     )
     checkpoint, early_stopping = _checkpoint_callbacks(config, run_dir)
     steps_per_epoch = len(datamodule.train_dataloader())
-    callbacks: list[L.Callback] = [checkpoint, early_stopping, EpochSeeds(config.train.seed), *extra_callbacks]
+    callbacks: list[L.Callback] = [checkpoint, early_stopping, ResumableRandomness(), *extra_callbacks]
     if config.train.progress_bar:
         callbacks.append(progress_bar(steps_per_epoch))
     trainer = L.Trainer(
@@ -298,8 +320,11 @@ def _fit(
             warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=last_checkpoint if resume else None, weights_only=True)
     if earlier_epochs is not None and metrics_csv.exists():
-        # The CSV logger starts a new file on resume; keep one learning curve for the whole run.
-        pd.concat([earlier_epochs, pd.read_csv(metrics_csv)], ignore_index=True).to_csv(metrics_csv, index=False)
+        # The CSV logger starts a new file on resume; keep one learning curve for the whole run. Epochs the resumed
+        # run repeated (logged before the kill but after the checkpoint) come from the resumed run only.
+        later = pd.read_csv(metrics_csv)
+        earlier = earlier_epochs[earlier_epochs["epoch"] < later["epoch"].min()] if len(later) else earlier_epochs
+        atomic.write_text(metrics_csv, pd.concat([earlier, later], ignore_index=True).to_csv(index=False))
     best = run_dir / runs.CHECKPOINTS / "best.ckpt"
     best = best if best.exists() else last_checkpoint
 

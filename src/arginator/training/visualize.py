@@ -12,6 +12,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from arginator.atomic import atomic_path
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    """Write the figure as PNG atomically, then free it."""
+    with atomic_path(path) as partial:
+        fig.savefig(partial, dpi=110, format="png")
+    plt.close(fig)
+
 
 def confusion_matrices(matrices: dict[str, np.ndarray], classes: list[str], task: str, path: Path) -> None:
     """One panel per model; multilabel shows per-label [[TN, FP], [FN, TP]] summed as a label x outcome table."""
@@ -38,8 +47,7 @@ def confusion_matrices(matrices: dict[str, np.ndarray], classes: list[str], task
         ax.set_title(name)
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def pr_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], path: Path) -> None:
@@ -56,8 +64,7 @@ def pr_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], path:
         if per_class:
             ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def compression_tradeoff(variants: dict[str, dict], shipped: str, path: Path) -> None:
@@ -72,8 +79,7 @@ def compression_tradeoff(variants: dict[str, dict], shipped: str, path: Path) ->
     ax.set_ylabel("test macro-F1")
     ax.set_title(f"compression trade-off (shipped: {shipped})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def learning_curves(metrics_csv: Path, path: Path) -> None:
@@ -95,5 +101,4 @@ def learning_curves(metrics_csv: Path, path: Path) -> None:
     f1_ax.set_xlabel("epoch")
     f1_ax.set_ylabel("validation macro-F1")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
