@@ -309,12 +309,15 @@ def test_booleans_are_refused_in_any_row(client, rows):
         response = client.post("/predict", json=body)
         assert response.status_code == 400, response.text
         assert "not true/false" in response.json()["error"]
+    strings = [rows[0].tolist(), ["0.5"] * DIM]  # numpy would parse these: still not numbers
+    assert client.post("/predict", json=strings).status_code == 400
     named = client.post("/predict", json={"embeddings": rows[:2].tolist(), "ids": ["true", "false"]})
     assert named.status_code == 200 and named.json()["ids"] == ["true", "false"]  # the words alone are fine
     assert client.post("/predict", json={"embeddings": rows[:1].tolist(), "ids": [True]}).status_code == 400
-    tensor = {"name": "embedding", "shape": [1, DIM], "datatype": "FP32", "data": [0.5] * (DIM - 1) + [True]}
-    response = client.post("/v2/models/demo/infer", json={"inputs": [tensor]})
-    assert response.status_code == 400 and "not true/false" in response.json()["error"]
+    for data in ([0.5] * (DIM - 1) + [True], [[[True] * DIM]], [["0.5"] * DIM]):  # flat, nested deeper, strings
+        tensor = {"name": "embedding", "shape": [1, DIM], "datatype": "FP32", "data": data}
+        response = client.post("/v2/models/demo/infer", json={"inputs": [tensor]})
+        assert response.status_code == 400 and "not true/false" in response.json()["error"], response.text
 
 
 def test_gzip_and_deflate_bodies_are_decoded_within_the_limit(client, server, text_server, model_path, rows):
@@ -458,3 +461,17 @@ def test_malformed_text_requests_get_4xx_not_500(text_server, what, request_kwar
         assert message in response.json()["error"]
         assert client.post("/predict/text", json={"texts": ["still serving"]}).status_code == 200
     assert text_server.alive()
+
+
+def test_oversized_headers_deep_ids_and_wrong_media_get_4xx(client, rows):
+    tensor = {"name": "embedding", "shape": [1, DIM], "datatype": "FP32", "data": rows[0].tolist()}
+    # orjson reads 1024 levels but writes 254: echoing this id would have failed after inference
+    deep = b'{"id": ' + b"[" * 300 + b'"x"' + b"]" * 300 + b', "inputs": [' + orjson.dumps(tensor) + b"]}"
+    response = client.post("/v2/models/demo/infer", content=deep)
+    assert response.status_code == 400 and "'id' must be a string" in response.json()["error"]
+    body = orjson.dumps({"inputs": [tensor]})
+    huge = client.post("/v2/models/demo/infer", content=body, headers={"inference-header-content-length": "9" * 5000})
+    assert huge.status_code == 400 and "Inference-Header-Content-Length" in huge.json()["error"]
+    form = client.post("/predict", content=b"a=1", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415
+    assert client.get("/health").status_code == 200

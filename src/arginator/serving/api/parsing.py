@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 # Content-Encoding -> zlib window bits. HTTP "deflate" is the zlib format; raw deflate is accepted too (see _inflate).
 DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -33,23 +33,31 @@ def check_count(count: int, limit: int, what: str = "rows", setting: str = "") -
         raise ApiError(413, f"{count} {what} exceed the limit of {limit} {what} per request{setting}")
 
 
+def header_length(value: str, name: str) -> int:
+    """A byte count from a header: ASCII digits only, and short enough to be a real size (no 5,000-digit numbers)."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        raise ApiError(400, f"invalid {name} '{value[:40]}'")
+    return int(value)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, decoded per its Content-Encoding; 413 as soon as it (or its decoded form) exceeds `limit`."""
     declared = request.headers.get("content-length")
-    if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
-            raise ApiError(400, f"invalid Content-Length '{declared}'")
-        if int(declared) > limit:
-            raise ApiError(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
-        body = await request.body()
-    else:
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, f"body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-        body = b"".join(chunks)
+    try:
+        if declared is not None:
+            if header_length(declared, "Content-Length") > limit:
+                raise ApiError(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
+            body = await request.body()
+        else:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+    except ClientDisconnect:  # the client went away mid-body: nothing to answer, but not a server error either
+        raise ApiError(400, "client disconnected before the body was complete") from None
     encoding = request.headers.get("content-encoding")
     return decode_body(body, encoding, limit) if encoding else body
 
@@ -97,12 +105,19 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def contains_bool(rows: list[Any]) -> bool:
-    """Whether one vector, or any row of a list of vectors, holds true/false (a C-speed type scan per row)."""
+NUMBERS = {int, float}
+
+
+def only_numbers(rows: list[Any]) -> bool:
+    """Whether `rows` is one vector of numbers or a list of such vectors (a C-speed type scan per row).
+
+    orjson gives true/false as Python bools and strings as str, which numpy would quietly turn into 1.0/0.0 or parse;
+    `type(x) is int` is never true for a bool, so both are refused here.
+    """
     types = set(map(type, rows))
-    if bool in types:
+    if types <= NUMBERS:
         return True
-    return list in types and any(bool in set(map(type, row)) for row in rows if type(row) is list)
+    return types == {list} and all(set(map(type, row)) <= NUMBERS for row in rows)
 
 
 def _loads(body: bytes, what: str = "invalid JSON", hint: str = "") -> Any:
@@ -130,10 +145,8 @@ def parse_json_rows(body: bytes) -> tuple[Any, list[str] | None]:
         rows = payload
     if not isinstance(rows, list) or not rows:
         raise ApiError(400, "embeddings must be a non-empty list of numbers or of vectors")
-    # orjson reads true/false as Python bools, which numpy would take as 1.0/0.0. Neither numbers nor this body's keys
-    # hold a 't' or an 'f' (only true/false and id strings can): a memchr over the body spares most bodies the scan.
-    if (b"t" in body or b"f" in body) and contains_bool(rows):
-        raise ApiError(400, "values must be numbers, not true/false")
+    if not only_numbers(rows):
+        raise ApiError(400, "values must be numbers (not true/false, strings or deeper lists)")
     if ids is not None:
         n = len(rows) if isinstance(rows[0], list) else 1
         if not isinstance(ids, list) or len(ids) != n or not all(type(i) in (str, int) for i in ids):
@@ -179,22 +192,25 @@ def parse_texts(body: bytes, max_texts: int, max_chars: int) -> list[str]:
 
 
 def v2_rows(
-    body: bytes, header_length: str | None, dim: int, max_rows: int
+    body: bytes, json_length: str | None, dim: int, max_rows: int
 ) -> tuple[np.ndarray, dict[str, Any], list[str]]:
     """The input tensor, the request and the wanted outputs of an Open Inference Protocol v2 request.
 
     The tensor comes as JSON `data` or, with the binary tensor extension, as raw bytes after a JSON header of
     `Inference-Header-Content-Length` bytes.
     """
-    if header_length is not None:
-        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
-            raise ApiError(400, f"invalid Inference-Header-Content-Length '{header_length}'")
-        head, binary = body[: int(header_length)], body[int(header_length) :]
+    if json_length is not None:
+        length = header_length(json_length, "Inference-Header-Content-Length")
+        if length > len(body):
+            raise ApiError(400, f"invalid Inference-Header-Content-Length '{json_length}': longer than the body")
+        head, binary = body[:length], body[length:]
     else:
         head, binary = body, b""
     request = _loads(head, "invalid JSON in the inference request")
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or len(request["inputs"]) != 1:
         raise ApiError(400, "the request must have exactly one entry in 'inputs' (name 'embedding')")
+    if "id" in request and type(request["id"]) is not str:  # echoed back: only a string, as the protocol says
+        raise ApiError(400, f"'id' must be a string, got {type(request['id']).__name__}")
     tensor = request["inputs"][0]
     if not isinstance(tensor, dict):
         raise ApiError(400, "each input must be an object with name, shape, datatype and data")
@@ -222,8 +238,8 @@ def v2_rows(
         data = tensor.get("data")
         if not isinstance(data, list):
             raise ApiError(400, f"input 'data' must be a list of numbers, got {type(data).__name__}")
-        if (b"true" in head or b"false" in head) and contains_bool(data):
-            raise ApiError(400, "values must be numbers, not true/false")
+        if not only_numbers(data):
+            raise ApiError(400, "input 'data' must hold numbers only (not true/false, strings or deeper lists)")
         try:
             rows = np.asarray(data, dtype=np.float32).reshape(shape)
         except (ValueError, TypeError, OverflowError) as exc:

@@ -122,19 +122,19 @@ def v1_router(service: Service) -> APIRouter:
     )
     async def predict(request: Request) -> Response:
         predictor = service.ready_predictor()
-        body = await read_body(request, settings.max_body_bytes)
         media = media_type(request)
+        if media not in ("application/octet-stream", "application/json", ""):  # refused before reading the body
+            raise ApiError(
+                415, f"unsupported content type '{media}': send application/json or application/octet-stream"
+            )
+        body = await read_body(request, settings.max_body_bytes)
         if media == "application/octet-stream":
             rows: Any = parse_binary_rows(body, predictor.input_dim)
             ids = None
             service.check_rows(len(rows))
-        elif media in ("application/json", ""):
+        else:
             rows, ids = parse_json_rows(body)
             service.check_rows(len(rows) if isinstance(rows[0], list) else 1)
-        else:
-            raise ApiError(
-                415, f"unsupported content type '{media}': send application/json or application/octet-stream"
-            )
         prediction = await service.run(predictor, rows)
         return json_response(columns(prediction, predictor.info.name, ids))
 

@@ -92,6 +92,8 @@ class Service:
                 self.embedder = SentenceEmbedder()
             except ImportError:
                 log.info("text embedder not installed: /predict/text is off (pip install 'arginator[text]')")
+            except OSError as exc:  # installed, but its model files are missing or unreadable
+                log.warning("text embedder not loaded (%s): /predict/text is off", exc)
 
     def ready_predictor(self) -> Predictor:
         """The loaded Predictor, or a 503 saying why there is none."""
