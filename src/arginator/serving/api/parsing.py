@@ -7,11 +7,15 @@ raises `ApiError` with the status and a message that says what was wrong.
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
+
+T = TypeVar("T")
 
 # Content-Encoding -> zlib window bits. HTTP "deflate" is the zlib format; raw deflate is accepted too (see _inflate).
 DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -31,6 +35,16 @@ def check_count(count: int, limit: int, what: str = "rows", setting: str = "") -
     """A 413 when a request carries more rows (or texts) than allowed."""
     if count > limit:
         raise ApiError(413, f"{count} {what} exceed the limit of {limit} {what} per request{setting}")
+
+
+# Bodies above this size are decoded and parsed in a worker thread: a 32 MB JSON body takes long enough to parse that
+# doing it on the event loop would stall every other request (health probes included); below it the hop costs more.
+OFF_LOOP_BYTES = 256 * 1024
+
+
+async def off_loop(function: Callable[..., T], body: bytes, *args: Any) -> T:
+    """`function(body, *args)`, in a worker thread when the body is large, else inline."""
+    return await run_in_threadpool(function, body, *args) if len(body) > OFF_LOOP_BYTES else function(body, *args)
 
 
 def header_length(value: str, name: str) -> int:
@@ -59,7 +73,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:  # the client went away mid-body: nothing to answer, but not a server error either
         raise ApiError(400, "client disconnected before the body was complete") from None
     encoding = request.headers.get("content-encoding")
-    return decode_body(body, encoding, limit) if encoding else body
+    return await off_loop(decode_body, body, encoding, limit) if encoding else body
 
 
 def decode_body(body: bytes, content_encoding: str, limit: int) -> bytes:

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from arginator.serving.api.parsing import (
     ApiError,
     media_type,
+    off_loop,
     parse_binary_rows,
     parse_json_rows,
     parse_texts,
@@ -133,7 +134,7 @@ def v1_router(service: Service) -> APIRouter:
             ids = None
             service.check_rows(len(rows))
         else:
-            rows, ids = parse_json_rows(body)
+            rows, ids = await off_loop(parse_json_rows, body)
             service.check_rows(len(rows) if isinstance(rows[0], list) else 1)
         prediction = await service.run(predictor, rows)
         return json_response(columns(prediction, predictor.info.name, ids))

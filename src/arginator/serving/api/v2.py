@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from arginator import __version__
-from arginator.serving.api.parsing import read_body, v2_rows
+from arginator.serving.api.parsing import off_loop, read_body, v2_rows
 from arginator.serving.api.service import Service, json_response
 
 TENSOR = {
@@ -99,7 +99,8 @@ def v2_router(service: Service) -> APIRouter:
     async def v2_infer(name: str, request: Request) -> Response:
         predictor = service.check_name(name)
         body = await read_body(request, service.settings.max_body_bytes)
-        rows, inference, wanted = v2_rows(
+        rows, inference, wanted = await off_loop(
+            v2_rows,
             body,
             request.headers.get("inference-header-content-length"),
             predictor.input_dim,
