@@ -103,6 +103,8 @@ class TrainConfig(_Strict):
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     # Decision thresholds for sigmoid heads are tuned on the validation split; `false` keeps 0.5.
     tune_thresholds: bool = True
+    # Calibrate the FFNN's confidence on validation (temperature scaling for softmax, Platt scaling for sigmoid heads).
+    calibrate: bool = True
     progress_bar: bool = True
     wandb: WandbConfig = Field(default_factory=WandbConfig)
 

@@ -76,8 +76,8 @@ def narrow(module: EmbeddingClassifier, keep: float) -> EmbeddingClassifier:
     smaller = copy.deepcopy(module)
     new_config = config.model_copy(update={"hidden_sizes": [len(k) for k in kept]})
     smaller.net = FFNN(linears[0].in_features, linears[-1].out_features, new_config)
-    smaller.net.input_mean.copy_(module.net.input_mean)
-    smaller.net.input_scale.copy_(module.net.input_scale)
+    for buffer in ("input_mean", "input_scale", "output_scale", "output_bias"):  # standardisation and calibration
+        getattr(smaller.net, buffer).copy_(getattr(module.net, buffer))
     new_linears = [m for m in smaller.net.layers if isinstance(m, nn.Linear)]
     new_norms = [m for m in smaller.net.layers if isinstance(m, nn.BatchNorm1d | nn.LayerNorm)]
     previous = torch.arange(linears[0].in_features)

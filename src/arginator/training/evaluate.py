@@ -19,8 +19,10 @@ from arginator.data.splits import prepare_dataset
 from arginator.data.tables import load_embeddings
 from arginator.data.targets import encode_targets
 from arginator.errors import DataError
+from arginator.serving.decide import positive_probability
 from arginator.training import runs, visualize
-from arginator.training.metrics import score
+from arginator.training.calibration import uncalibrated
+from arginator.training.metrics import reliability_points, score
 
 log = logging.getLogger(__name__)
 MODELS = ("ffnn", "baseline")
@@ -91,6 +93,8 @@ def evaluate_run(
     }
     metrics: dict[str, Any] = {name: results[name].metrics for name in MODELS}
     metrics["evaluated_on"] = evaluated_on | {"task": task, "classes": classes}
+    raw = uncalibrated(module).predict_proba(x)  # the same network without its calibration: ECE before and after
+    metrics["ffnn"]["ece_uncalibrated"] = score(y, raw, task, classes, thresholds).metrics["ece"]
     out = Path(report_dir) if report_dir is not None else run_dir
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -99,6 +103,15 @@ def evaluate_run(
     )
     visualize.pr_curves({name: results[name].pr_curves for name in MODELS}, figures / "pr_curves.png")
     visualize.learning_curves(run_dir / "logs" / "metrics.csv", figures / "learning_curves.png")
+    positive = positive_probability if task == "binary" else np.asarray
+    visualize.reliability(
+        {
+            "ffnn, uncalibrated": reliability_points(y, positive(raw), task),
+            "ffnn": reliability_points(y, positive(module.predict_proba(x)), task),
+            "baseline": reliability_points(y, positive(baseline.predict_proba(x)), task),
+        },
+        figures / "reliability.png",
+    )
     write_pr_curve_data({name: results[name].pr_curves for name in MODELS}, out / "pr_curves.csv")
     write_report(metrics, out / "report.md")
     atomic.write_json(out / "metrics.json", metrics)  # last: its presence means the report is complete
@@ -149,6 +162,13 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
         lines.append(f"| {name} | " + " | ".join(_fmt(metrics[name][key]) for key in HEADLINE) + " |")
     delta = metrics["ffnn"]["macro_f1"] - metrics["baseline"]["macro_f1"]
     lines += ["", f"FFNN minus baseline, macro-F1: {delta:+.3f}.", ""]
+    if "ece_uncalibrated" in metrics["ffnn"]:
+        lines += [
+            f"Calibration (expected calibration error, 15 bins): FFNN {metrics['ffnn']['ece_uncalibrated']:.3f} "
+            f"before, {metrics['ffnn']['ece']:.3f} after scaling its logits on validation; baseline "
+            f"{metrics['baseline']['ece']:.3f}.",
+            "",
+        ]
     unscored = metrics["ffnn"].get("unscored", [])
     if unscored:
         lines += [
@@ -188,6 +208,7 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
         "![confusion matrices](figures/confusion_matrix.png)",
         "![precision-recall curves](figures/pr_curves.png)",
         "![learning curves](figures/learning_curves.png)",
+        "![reliability diagram](figures/reliability.png)",
         "",
     ]
     atomic.write_text(path, "\n".join(lines))

@@ -54,13 +54,21 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(total)
 
 
+def reliability_points(y: np.ndarray, probabilities: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence and correctness (0/1) of each decision at the default thresholds; multilabel: one per label."""
+    if task == "multilabel":
+        points = [reliability_points(t, p, "binary") for p, t in zip(probabilities.T, np.asarray(y).T, strict=True)]
+        return np.concatenate([c for c, _ in points]), np.concatenate([k for _, k in points])
+    decision = decide(probabilities, task)
+    return decision.confidence, (decision.chosen == np.asarray(y).astype(int)).astype(float)
+
+
 def _calibration(y: np.ndarray, probabilities: np.ndarray, task: str) -> float:
     """ECE of the decisions at the default thresholds (multilabel: the mean over labels)."""
     if task == "multilabel":
         columns = [_calibration(t, p, "binary") for p, t in zip(probabilities.T, y.T, strict=True)]
         return float(np.mean(columns))
-    decision = decide(probabilities, task)
-    return expected_calibration_error(decision.confidence, (decision.chosen == y).astype(float))
+    return expected_calibration_error(*reliability_points(y, probabilities, task))
 
 
 def _one_vs_rest(

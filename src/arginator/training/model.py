@@ -50,6 +50,10 @@ class FFNN(nn.Module):
         # Per-feature standardisation with training-set statistics; part of the state, so exports carry it.
         self.register_buffer("input_mean", torch.zeros(input_dim))
         self.register_buffer("input_scale", torch.ones(input_dim))
+        # Calibration of the logits (temperature or Platt scaling, fitted on validation after training; identity until
+        # then): also part of the state, so the checkpoint and the ONNX graph give calibrated probabilities.
+        self.register_buffer("output_scale", torch.ones(num_outputs))
+        self.register_buffer("output_bias", torch.zeros(num_outputs))
 
     def set_input_statistics(self, x: np.ndarray) -> None:
         """Standardise inputs with the mean and standard deviation of `x` (the training split)."""
@@ -59,8 +63,8 @@ class FFNN(nn.Module):
         self.input_scale.copy_(torch.from_numpy(scale).float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, input_dim) -> (batch, num_outputs) logits."""
-        return self.layers((x - self.input_mean) / self.input_scale)
+        """(batch, input_dim) -> (batch, num_outputs) logits (calibrated once `output_scale`/`output_bias` are set)."""
+        return self.layers((x - self.input_mean) / self.input_scale) * self.output_scale + self.output_bias
 
 
 def logits_to_probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:

@@ -22,11 +22,13 @@ def results_table(reports_dir: Path | str) -> str:
         for model in MODELS:
             m = metrics[model]
             unscored = ", ".join(m.get("unscored", [])) or "-"
-            figures = f"{m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['mcc']:.3f} | {unscored}"
+            ece = f"{m['ece_uncalibrated']:.3f} → {m['ece']:.3f}" if "ece_uncalibrated" in m else f"{m['ece']:.3f}"
+            figures = f"{m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['mcc']:.3f} | {ece} | {unscored}"
             rows.append(f"| {dataset} | {split} | {model} | {figures} |")
     header = [
-        "| dataset | split | model | test rows | accuracy | macro-F1 | MCC | not scored (no test rows) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dataset | split | model | test rows | accuracy | macro-F1 | MCC | ECE (FFNN: uncalibrated → calibrated) "
+        "| not scored (no test rows) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     return "\n".join(header + rows) + "\n"
 

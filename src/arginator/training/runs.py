@@ -128,7 +128,10 @@ def load_model(path: Path) -> tuple[EmbeddingClassifier, list[float]]:
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         raise ConfigError(f"{path} is not an arginator model file (format {MODEL_FORMAT})")
     module = EmbeddingClassifier(**state["hyper_parameters"])
-    module.net.load_state_dict(state["state_dict"])
+    # Models saved before calibration existed lack its buffers: they load with the identity (uncalibrated).
+    missing, unexpected = module.net.load_state_dict(state["state_dict"], strict=False)
+    if unexpected or set(missing) - {"output_scale", "output_bias"}:
+        raise ConfigError(f"{path}: weights do not fit the network (missing {missing}, unexpected {unexpected})")
     module.eval()
     return module, list(state["thresholds"])
 

@@ -102,3 +102,28 @@ def learning_curves(metrics_csv: Path, path: Path) -> None:
     f1_ax.set_ylabel("validation macro-F1")
     fig.tight_layout()
     _save(fig, path)
+
+
+def reliability(points: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, bins: int = 15) -> None:
+    """Reliability diagram: accuracy against confidence in equal-width bins, one line per model (diagonal: perfect)."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for name, (confidence, correct) in points.items():
+        which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+        filled = [b for b in range(bins) if (which == b).any()]
+        ax.plot(
+            [confidence[which == b].mean() for b in filled],
+            [correct[which == b].mean() for b in filled],
+            marker="o",
+            markersize=3,
+            label=name,
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title("reliability (test rows)")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    _save(fig, path)
