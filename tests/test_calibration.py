@@ -7,7 +7,7 @@ import torch
 from arginator.config import ModelConfig, TrainConfig
 from arginator.serving.decide import decide
 from arginator.shipping.export import export_ffnn, onnx_probabilities
-from arginator.training.calibration import calibrate, fit_temperature, uncalibrated
+from arginator.training.calibration import calibrate, carry_thresholds, fit_temperature, uncalibrated
 from arginator.training.metrics import expected_calibration_error, reliability_points
 from arginator.training.model import EmbeddingClassifier
 
@@ -67,3 +67,16 @@ def test_the_onnx_graph_carries_the_calibration(tmp_path):
     assert not torch.allclose(module.net.output_scale, torch.ones(3))
     path = export_ffnn(module, {"task": "multiclass"}, tmp_path / "model.onnx")
     np.testing.assert_allclose(onnx_probabilities(path, x), module.predict_proba(x), atol=1e-5)
+
+
+def test_carried_thresholds_take_the_same_decisions():
+    rng = np.random.default_rng(3)
+    module = overconfident_model("multilabel", ["x", "y"], rng)
+    x = rng.normal(size=(500, DIM)).astype(np.float32)
+    y = np.column_stack([sampled_labels(overconfident_model("binary", ["n", "p"], rng), x, rng) for _ in range(2)])
+    raw_thresholds = [0.3, 0.8]
+    before = decide(module.predict_proba(x), "multilabel", raw_thresholds).chosen
+    calibration = calibrate(module, x, y)
+    carried = carry_thresholds(raw_thresholds, calibration, "multilabel")
+    assert carried != raw_thresholds
+    np.testing.assert_array_equal(decide(module.predict_proba(x), "multilabel", carried).chosen, before)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -7,7 +8,7 @@ import pytest
 from arginator.config import load_config
 from arginator.errors import ModelLoadError
 from arginator.serving.metadata import read as read_metadata
-from arginator.shipping.export import ExportError, check_parity, export_run, onnx_probabilities
+from arginator.shipping.export import ExportError, check_parity, export_ffnn, export_run, onnx_probabilities
 from arginator.training.runs import load_baseline, load_model
 from arginator.training.train import train_run
 from tests.conftest import FAST
@@ -77,3 +78,14 @@ def test_parity_failure_is_loud():
     with pytest.raises(ExportError, match="identical predictions: False"):
         check_parity(reference, reference[:, ::-1].copy(), "multiclass", [], "run/ffnn")
     assert check_parity(reference, reference + 1e-7, "multiclass", [], "run/ffnn") < 1e-5
+
+
+def test_export_is_byte_identical_whatever_the_checkout_path(exported, tmp_path):
+    """No absolute source paths in the graph: the ship policy compares file sizes, which must not depend on them."""
+    run, _ = exported
+    module, _ = load_model(run / "model.ckpt")
+    first = export_ffnn(module, {"task": module.task}, tmp_path / "a" / "model.onnx")
+    second = export_ffnn(module, {"task": module.task}, tmp_path / "b" / "c" / "model.onnx")
+    assert first.read_bytes() == second.read_bytes()
+    assert not any(node.metadata_props for node in onnx.load(first).graph.node)
+    assert str(Path(__file__).resolve().parents[1]).encode() not in first.read_bytes()

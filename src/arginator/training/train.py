@@ -29,7 +29,7 @@ from arginator.data.splits import SPLITS, PreparedData, fingerprint, prepare_dat
 from arginator.errors import ConfigError
 from arginator.serving.decide import decide
 from arginator.training import runs
-from arginator.training.calibration import calibrate
+from arginator.training.calibration import calibrate, carry_thresholds
 from arginator.training.metrics import macro_f1
 from arginator.training.model import EmbeddingClassifier, LogisticBaseline
 
@@ -333,9 +333,11 @@ def _fit(
     module.load_state_dict(runs.load_checkpoint_state(best)["state_dict"])
     module.cpu().eval()
     x_val, y_val = data.arrays("val")
-    if config.train.calibrate:  # before the thresholds: they are tuned on the calibrated probabilities
-        log.info("calibration (logit scale and bias per output): %s", calibrate(module, x_val, y_val))
     thresholds = tune_thresholds(y_val, module.predict_proba(x_val), task) if config.train.tune_thresholds else []
+    if config.train.calibrate:  # the thresholds follow the calibration, so every decision stays as it was
+        calibration = calibrate(module, x_val, y_val)
+        log.info("calibration (logit scale and bias per output): %s", calibration)
+        thresholds = carry_thresholds(thresholds, calibration, task)
     runs.save_model(module, thresholds, run_dir / runs.MODEL)
     baseline, baseline_thresholds = fit_baseline(config, data)
     runs.save_baseline(baseline, baseline_thresholds, run_dir / runs.BASELINE)
