@@ -116,7 +116,9 @@ def evaluate_command(
     labels: Annotated[
         Path | None, typer.Option(help="Labels CSV (id, label) for --data when it is an HDF5 file without labels.")
     ] = None,
-    report_dir: Annotated[Path | None, typer.Option(help="Where to write the results (default: the run).")] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option(help="Where to write the results (default: the run; RUN/eval-<name>/ for --data).")
+    ] = None,
 ) -> None:
     """Score the FFNN and the baseline; write metrics.json, figures/ and report.md (into the run, or --report-dir)."""
     _setup_logging()
