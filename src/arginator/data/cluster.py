@@ -9,9 +9,6 @@ families of a drug class stay separate, so every class keeps several clusters to
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from arginator import mmseqs
 from arginator.data.tables import EmbeddingTable
 from arginator.errors import DataError
 from arginator.sources import read_inputs
@@ -40,31 +38,8 @@ def mmseqs_clusters(
     Raises:
         DataError: MMseqs2 is not installed (Debian: `apt-get install mmseqs2`) or fails.
     """
-    executable = shutil.which("mmseqs")
-    if executable is None:
-        raise DataError(
-            "mmseqs not found: install MMseqs2 (Debian/Ubuntu: apt-get install mmseqs2), "
-            "or use --method embedding for an embedding-similarity split"
-        )
-    with tempfile.TemporaryDirectory(prefix="arginator-mmseqs-") as tmp:
-        work = Path(tmp)
-        (work / "input.fasta").write_text("".join(f">{i}\n{s}\n" for i, s in enumerate(sequences)))
-        command = [
-            executable, "easy-cluster", str(work / "input.fasta"), str(work / "out"), str(work / "tmp"),
-            "--min-seq-id", str(min_identity), "-c", str(coverage), "--cov-mode", "0",
-            "--threads", str(threads), "-v", "1",
-        ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise DataError(f"mmseqs easy-cluster failed ({result.returncode}): {result.stderr.strip()[-500:]}")
-        members = {}
-        for line in (work / "out_cluster.tsv").read_text().splitlines():
-            representative, member = line.split("\t")
-            members[ids[int(member)]] = ids[int(representative)]
-    missing = [i for i in ids if i not in members]
-    if missing:
-        raise DataError(f"mmseqs returned no cluster for {len(missing)} sequences (first: '{missing[0]}')")
-    return members
+    representatives = mmseqs.cluster(sequences, min_identity, coverage, threads)
+    return {ids[member]: ids[head] for member, head in enumerate(representatives)}
 
 
 def embedding_clusters(ids: Sequence[str], vectors: np.ndarray, min_cosine: float = 0.95) -> dict[str, str]:

@@ -85,7 +85,8 @@ def _encode_binary(
     else:
         keep = np.ones(len(flat), dtype=bool)
         is_positive = np.isin(flat, positive)
-    default = ["+".join(negative) if negative else "rest", "+".join(positive) if positive else config.positive_name]
+    negative_name = config.negative_name or ("+".join(negative) if negative else "rest")
+    default = [negative_name, "+".join(positive) if positive else config.positive_name]
     classes = classes or default
     y = is_positive[keep].astype(np.float32)
     for value, name in ((0.0, classes[0]), (1.0, classes[1])):

@@ -27,12 +27,14 @@ class Decision:
         chosen: class indices (multiclass), 0/1 (binary: 1 is the positive class) or a 0/1 (n, C) matrix (multilabel).
         confidence: the top probability (multiclass), the probability of the chosen side (binary), the least certain
             label's (multilabel).
-        abstained: rows whose confidence is below the `min_confidence` given to `decide`.
+        abstained: rows whose confidence is below the `min_confidence` given to `decide`, or that are novel.
+        novel: rows whose novelty score is above the model's novelty threshold (all False without one).
     """
 
     chosen: np.ndarray
     confidence: np.ndarray
     abstained: np.ndarray
+    novel: np.ndarray
 
 
 def positive_probability(probabilities: np.ndarray) -> np.ndarray:
@@ -55,7 +57,12 @@ def thresholds_for(task: str, num_classes: int, thresholds: list[float] | None) 
 
 
 def decide(
-    probabilities: np.ndarray, task: str, thresholds: list[float] | None = None, min_confidence: float = 0.0
+    probabilities: np.ndarray,
+    task: str,
+    thresholds: list[float] | None = None,
+    min_confidence: float = 0.0,
+    novelty: np.ndarray | None = None,
+    novelty_threshold: float | None = None,
 ) -> Decision:
     """Labels from probabilities: argmax for multiclass, `p >= threshold` per sigmoid output otherwise.
 
@@ -64,6 +71,9 @@ def decide(
         task: multiclass, binary or multilabel.
         thresholds: decision thresholds of the sigmoid outputs (tuned on validation); None or empty means 0.5.
         min_confidence: rows whose confidence is below this are flagged as abstained (their label is still given).
+        novelty: the model's novelty score per row; rows above `novelty_threshold` are novel and abstained ("I don't
+            know": unlike the training data, however confident the classifier is).
+        novelty_threshold: the model's threshold (its metadata); None disables the novelty check.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task '{task}'; expected one of {TASKS}")
@@ -78,7 +88,10 @@ def decide(
     else:
         chosen = (p >= thresholds_for(task, p.shape[1], thresholds)).astype(np.int64)
         confidence = np.where(chosen == 1, p, 1.0 - p).min(axis=1)
-    return Decision(chosen, confidence, confidence < min_confidence)
+    novel = np.zeros(len(chosen), dtype=bool)
+    if novelty is not None and novelty_threshold is not None:
+        novel = np.asarray(novelty).reshape(len(chosen)) > novelty_threshold
+    return Decision(chosen, confidence, (confidence < min_confidence) | novel, novel)
 
 
 def label_names(chosen: np.ndarray, task: str, classes: list[str]) -> list[str]:

@@ -20,6 +20,7 @@ from arginator.serving.session import create_session
 PREFIX = "arginator."
 FORMAT_VERSION = "1"
 INPUT_NAME, OUTPUT_NAME = "embedding", "probabilities"
+NOVELTY_NAME = "novelty"  # optional second output: novelty score per row, novel above `novelty_threshold`
 REQUIRED = ("task", "classes", "input_dim")
 
 
@@ -37,6 +38,7 @@ class ModelInfo:
     data_fingerprint: str
     variant: str
     kind: str
+    novelty_threshold: float | None = None  # None: the model has no novelty output
 
     @property
     def outputs(self) -> int:
@@ -53,9 +55,11 @@ def build(
     embedder: str = "unknown",
     data_fingerprint: str = "",
     variant: str = "fp32",
+    novelty_threshold: float | None = None,
 ) -> dict[str, str]:
     """The metadata of one model as strings (lists JSON-encoded), without the prefix."""
-    return {
+    novelty = {} if novelty_threshold is None else {"novelty_threshold": repr(float(novelty_threshold))}
+    return novelty | {
         "format_version": FORMAT_VERSION,
         "model": kind,
         "task": task,
@@ -97,6 +101,7 @@ def decode(raw: dict[str, str], path: Path, name: str | None = None) -> ModelInf
         classes = [str(c) for c in json.loads(values["classes"])]
         thresholds = [float(t) for t in json.loads(values.get("thresholds", "[]"))]
         input_dim = int(values["input_dim"])
+        novelty_threshold = float(values["novelty_threshold"]) if "novelty_threshold" in values else None
     except (ValueError, TypeError) as exc:
         raise ModelLoadError(f"{path.name}: unreadable arginator metadata ({exc})") from None
     version = values.get("format_version", FORMAT_VERSION)
@@ -123,6 +128,7 @@ def decode(raw: dict[str, str], path: Path, name: str | None = None) -> ModelInf
         data_fingerprint=values.get("data_fingerprint", ""),
         variant=values.get("variant", "fp32"),
         kind=values.get("model", "ffnn"),
+        novelty_threshold=novelty_threshold,
     )
 
 
@@ -146,4 +152,6 @@ def read(path: Path | str, name: str | None = None) -> ModelInfo:
     info = decode(session.get_modelmeta().custom_metadata_map, path, name)
     outputs = session.get_outputs()
     check_outputs(info, outputs[0].shape[-1] if outputs and outputs[0].shape else None)
+    if info.novelty_threshold is not None and NOVELTY_NAME not in {output.name for output in outputs}:
+        raise ModelLoadError(f"{path.name}: the metadata gives a novelty threshold but the graph has no novelty output")
     return info

@@ -33,6 +33,7 @@ class Prediction:
     confidence: np.ndarray
     abstained: np.ndarray
     classes: list[str]
+    novelty: np.ndarray | None = None  # None: the model has no novelty output
 
     def records(self, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """One JSON-ready dict per row."""
@@ -42,6 +43,7 @@ class Prediction:
                 "label": label,
                 "confidence": float(self.confidence[i]),
                 "abstained": bool(self.abstained[i]),
+                "novelty": None if self.novelty is None else float(self.novelty[i]),
                 "probabilities": dict(zip(self.classes, self.probabilities[i].tolist(), strict=True)),
             }
             if ids is not None:
@@ -97,6 +99,10 @@ class Predictor:
             )
         metadata.check_outputs(self.info, outputs[0].shape[-1] if outputs[0].shape else None)
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        names = {output.name for output in outputs}
+        self.novelty_name = metadata.NOVELTY_NAME if self.info.novelty_threshold is not None else None
+        if self.novelty_name is not None and self.novelty_name not in names:
+            raise ModelLoadError(f"{path.name}: metadata gives a novelty threshold, the graph has no novelty output")
         self.min_confidence = float(min_confidence)
         self.chunk_rows = int(chunk_rows)
 
@@ -152,16 +158,24 @@ class Predictor:
             raise InvalidInput(f"NaN or infinite values (or beyond float32 range) in row(s) {shown}")
         return array
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray, with_novelty: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        names = [self.output_name] + ([self.novelty_name] if with_novelty and self.novelty_name else [])
         parts = [
-            self.session.run([self.output_name], {self.input_name: x[start : start + self.chunk_rows]})[0]
+            self.session.run(names, {self.input_name: x[start : start + self.chunk_rows]})
             for start in range(0, len(x), self.chunk_rows)
         ]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        joined = [part[0] if len(parts) == 1 else np.concatenate(part) for part in zip(*parts, strict=True)]
+        return joined[0], joined[1] if len(joined) > 1 else None
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """(rows, len(classes_)) probabilities; for binary models the columns are (negative, positive)."""
-        raw = self._run(self.validate(x))
+        return self._columns(self._run(self.validate(x))[0])
+
+    def predict_novelty(self, x: Any) -> np.ndarray | None:
+        """Novelty score per row (novel above `info.novelty_threshold`), or None for a model without one."""
+        return self._run(self.validate(x), with_novelty=True)[1]
+
+    def _columns(self, raw: np.ndarray) -> np.ndarray:
         if self.task == "binary":
             both = np.empty((len(raw), 2), dtype=np.float32)
             both[:, 1] = raw[:, 0]
@@ -175,13 +189,20 @@ class Predictor:
         return chosen if self.task == "multilabel" else self.classes_[chosen]
 
     def predict_details(self, x: Any) -> Prediction:
-        """Labels (multi-label: `;`-joined), probabilities, confidence and the abstained flag for each row."""
-        probabilities = self.predict_proba(x)
-        decision = decide(probabilities, self.task, self.info.thresholds, self.min_confidence)
+        """Labels (multi-label: `;`-joined), probabilities, confidence, novelty and the abstained flag for each row.
+
+        A row is abstained when its confidence is below `min_confidence` or its novelty above the model's threshold.
+        """
+        raw, novelty = self._run(self.validate(x), with_novelty=True)
+        probabilities = self._columns(raw)
+        decision = decide(
+            probabilities, self.task, self.info.thresholds, self.min_confidence, novelty, self.info.novelty_threshold
+        )
         return Prediction(
             labels=label_names(decision.chosen, self.task, self.info.classes),
             probabilities=probabilities,
             confidence=decision.confidence,
             abstained=decision.abstained,
             classes=self.info.classes,
+            novelty=novelty,
         )

@@ -76,7 +76,8 @@ def predict_file(
     if suffix not in {".csv", ".parquet"}:
         raise InvalidInput(f"output must end in .csv or .parquet, got '{out.name}'")
     classes = predictor.info.classes
-    header = ["id", "label", "confidence", "abstained", *(f"p_{c}" for c in classes)]
+    novelty = predictor.info.novelty_threshold is not None
+    header = ["id", "label", "confidence", "abstained", *(["novelty"] if novelty else []), *(f"p_{c}" for c in classes)]
     total = 0
     with atomic_path(out) as partial:
         sink = _CsvSink(partial, header) if suffix == ".csv" else _ParquetSink(partial, header)
@@ -94,10 +95,12 @@ def predict_file(
                     "confidence": result.confidence.astype(np.float32),
                     "abstained": result.abstained,
                 }
+                if result.novelty is not None:
+                    columns["novelty"] = result.novelty.astype(np.float32)
                 for j, name in enumerate(classes):
                     columns[f"p_{name}"] = result.probabilities[:, j]
                 if suffix == ".csv":  # fixed precision keeps CSVs small and diffable
-                    for key in ("confidence", *(f"p_{c}" for c in classes)):
+                    for key in ("confidence", *(["novelty"] if novelty else []), *(f"p_{c}" for c in classes)):
                         columns[key] = [f"{v:.6g}" for v in columns[key]]
                 sink.write(columns)
                 total += len(chunk.ids)

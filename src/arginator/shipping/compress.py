@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 from torch.nn.utils import prune
@@ -39,11 +40,12 @@ from arginator.config import ModelConfig
 from arginator.serving import metadata
 from arginator.serving.decide import decide
 from arginator.serving.metadata import INPUT_NAME
-from arginator.shipping.export import build_metadata, export_ffnn
+from arginator.shipping.export import build_metadata, export_ffnn, onnx_novelty
 from arginator.shipping.timing import measure, session_predictor
 from arginator.training import runs, visualize
 from arginator.training.metrics import macro_f1
 from arginator.training.model import FFNN, EmbeddingClassifier, logits_to_probabilities
+from arginator.training.novelty import fit_novelty, threshold_of
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,17 @@ def quantize_onnx(
     return int8_path
 
 
+def retune_novelty_threshold(path: Path, meta: dict[str, str], x_val: np.ndarray, quantile: float) -> None:
+    """Set a quantized file's novelty threshold from its own validation scores (int8 features shift them a little)."""
+    scores = onnx_novelty(path, x_val)
+    if scores is None:
+        return
+    model = onnx.load(path)
+    metadata.write(model, meta | {"novelty_threshold": repr(float(np.quantile(scores, quantile)))})
+    with atomic.atomic_path(path) as tmp:
+        onnx.save(model, tmp)
+
+
 def compress_run(
     run_dir: Path | str,
     out_dir: Path | str | None = None,
@@ -240,6 +253,8 @@ def _build_and_choose(
     def onnx_variant(
         name: str, candidate: EmbeddingClassifier, extra: dict[str, Any], int8: bool = False, static: bool = False
     ) -> None:
+        if candidate is not module and threshold_of(module.net) is not None:  # pruned features: a new bank
+            fit_novelty(candidate.net, x_train, x_val, config.train.novelty_quantile, seed=config.train.seed)
         meta = build_metadata(candidate, thresholds, info | {"embedder": embedder}) | {"variant": name}
         path = export_ffnn(candidate, meta, variants_dir / f"{name}.onnx")
         if int8:
@@ -248,6 +263,7 @@ def _build_and_choose(
             path = quantize_onnx(fp32, variants_dir / f"{name}.onnx.int8", meta, calibration)
             fp32.unlink()
             path = path.rename(variants_dir / f"{name}.onnx")
+            retune_novelty_threshold(path, meta, x_val, config.train.novelty_quantile)
         add(name, session_predictor(path, threads), path, path.stat().st_size, extra)
 
     onnx_variant("fp32", module, {"sparsity": sparsity(module.net)})

@@ -23,13 +23,15 @@ from arginator import atomic
 from arginator.errors import ArginatorError
 from arginator.serving import metadata
 from arginator.serving.decide import decide
-from arginator.serving.metadata import INPUT_NAME, OUTPUT_NAME
+from arginator.serving.metadata import INPUT_NAME, NOVELTY_NAME, OUTPUT_NAME
 from arginator.serving.session import create_session
 from arginator.training import runs
 from arginator.training.model import EmbeddingClassifier, LogisticBaseline, logits_to_probabilities
+from arginator.training.novelty import threshold_of
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-5
+NOVELTY_TOLERANCE = 1e-4  # relative: the score sums hundreds of squared terms in float32
 
 
 class ExportError(ArginatorError):
@@ -37,15 +39,17 @@ class ExportError(ArginatorError):
 
 
 class _ProbabilityModel(nn.Module):
-    """The FFNN followed by its output activation, so the exported graph returns probabilities."""
+    """The FFNN followed by its output activation (probabilities), plus its novelty score when it has one."""
 
     def __init__(self, module: EmbeddingClassifier) -> None:
         super().__init__()
         self.net, self.task = module.net, module.task
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.net(x)
-        return logits_to_probabilities(logits, self.task)
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        probabilities = logits_to_probabilities(self.net(x), self.task)
+        if threshold_of(self.net) is None:
+            return probabilities
+        return probabilities, self.net.novelty(x)
 
 
 def build_metadata(
@@ -54,6 +58,7 @@ def build_metadata(
     """The ONNX metadata of a run's FFNN or baseline (`serving.metadata` holds the schema)."""
     kind = "ffnn" if isinstance(model, EmbeddingClassifier) else "baseline"
     classes = model.classes if kind == "ffnn" else model.classes_
+    novelty = threshold_of(model.net) if isinstance(model, EmbeddingClassifier) else None
     return metadata.build(
         kind=kind,
         task=info["task"],
@@ -62,6 +67,7 @@ def build_metadata(
         thresholds=thresholds,
         embedder=str(info.get("embedder", "unknown")),
         data_fingerprint=str(info.get("data_fingerprint", "")),
+        novelty_threshold=novelty,
     )
 
 
@@ -75,7 +81,7 @@ def export_ffnn(module: EmbeddingClassifier, meta: dict[str, str], path: Path) -
             _ProbabilityModel(module),
             (example,),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=[OUTPUT_NAME] if threshold_of(module.net) is None else [OUTPUT_NAME, NOVELTY_NAME],
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             dynamo=True,
             verbose=False,
@@ -141,6 +147,32 @@ def check_parity(reference: np.ndarray, exported: np.ndarray, task: str, thresho
     return difference
 
 
+def onnx_novelty(path: Path | str, x: np.ndarray) -> np.ndarray | None:
+    """The novelty output of an ONNX file, or None when its graph has none."""
+    session = create_session(path, 0, cpu_only=True)
+    if NOVELTY_NAME not in {output.name for output in session.get_outputs()}:
+        return None
+    return session.run([NOVELTY_NAME], {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def check_novelty_parity(module: EmbeddingClassifier, path: Path, x: np.ndarray) -> float | None:
+    """Max relative |novelty_onnx - novelty_torch|; raises ExportError above the tolerance or if a flag differs."""
+    threshold = threshold_of(module.net)
+    exported = onnx_novelty(path, x)
+    if threshold is None or exported is None:
+        return None
+    reference = module.predict_novelty(x)
+    relative = float((np.abs(exported - reference) / np.maximum(np.abs(reference), 1.0)).max()) if len(x) else 0.0
+    near = np.abs(reference - threshold) <= 1e-4 * max(threshold, 1.0)  # a float-rounding tie may fall either way
+    flags_differ = ((exported > threshold) != (reference > threshold)) & ~near
+    if relative > NOVELTY_TOLERANCE or flags_differ.any():
+        raise ExportError(
+            f"novelty: ONNX differs from torch (max relative |diff| {relative:.2e}, tolerance {NOVELTY_TOLERANCE:.0e}; "
+            f"{int(flags_differ.sum())} novelty flags differ); the export is not written"
+        )
+    return relative
+
+
 def export_run(run_dir: Path | str, out_dir: Path | str | None = None, embedder: str = "unknown") -> dict[str, Any]:
     """Export a run's FFNN and baseline to `<out>/model.onnx` and `<out>/baseline.onnx`, checked on the test split.
 
@@ -169,7 +201,10 @@ def export_run(run_dir: Path | str, out_dir: Path | str | None = None, embedder:
             writer(model, build_metadata(model, cut, info), tmp)
             exported = onnx_probabilities(tmp, x)
             difference = check_parity(model.predict_proba(x), exported, task, cut, f"{run_dir.name}/{kind}")
+            novelty = check_novelty_parity(model, tmp, x) if kind == "ffnn" else None
         summary[kind] = {"file": path.name, "bytes": path.stat().st_size, "max_abs_difference": difference}
+        if novelty is not None:
+            summary[kind]["novelty_max_relative_difference"] = novelty
         log.info("%s: %s, max |p_onnx - p_ref| = %.2e on %d test rows", kind, path, difference, len(x))
     atomic.write_json(out / "export.json", summary)
     return summary

@@ -14,15 +14,16 @@ import numpy as np
 import pandas as pd
 
 from arginator import atomic
-from arginator.data.readers import HDF5_SUFFIXES
+from arginator.data.readers import HDF5_SUFFIXES, read_all
 from arginator.data.splits import prepare_dataset
 from arginator.data.tables import load_embeddings
 from arginator.data.targets import encode_targets
 from arginator.errors import DataError
-from arginator.serving.decide import positive_probability
+from arginator.serving.decide import decide, positive_probability
 from arginator.training import runs, visualize
 from arginator.training.calibration import uncalibrated
-from arginator.training.metrics import reliability_points, score
+from arginator.training.metrics import macro_f1, positive_rate_by_label, reliability_points, score
+from arginator.training.novelty import auroc, probes, resized, risk_coverage, threshold_of
 
 log = logging.getLogger(__name__)
 MODELS = ("ffnn", "baseline")
@@ -58,6 +59,7 @@ def evaluate_run(
     data_path: Path | str | None = None,
     report_dir: Path | str | None = None,
     labels_file: Path | str | None = None,
+    ood: list[Path | str] | None = None,
 ) -> dict[str, Any]:
     """Score both models of a run on its test split (or on every row of `data_path`); write metrics, figures, report.
 
@@ -68,6 +70,9 @@ def evaluate_run(
             `<run>/eval-<data name>/` for external data, so the run's own report is never replaced).
         labels_file: labels (id, label) of `data_path` when it is an HDF5 file without labels of its own, such as
             the file `arginator embed` writes. Never the run's own labels file.
+        ood: embedding files of inputs the model should call novel (e.g. background proteins for a drug-class
+            model; another embedder's vectors, resized): the novelty score's AUROC against the evaluated rows. A
+            file sharing ids with the run's data is skipped: it is not out of distribution for this model.
 
     Returns:
         The content written to `metrics.json`.
@@ -78,9 +83,12 @@ def evaluate_run(
     module, thresholds = runs.load_model(run_dir / runs.MODEL)
     baseline, baseline_thresholds = runs.load_baseline(run_dir / runs.BASELINE)
     classes, task = info["classes"], info["task"]
+    source_labels = None
     if data_path is None:
         data = prepare_dataset(info["data_path"], config.data, run_dir / runs.SPLIT, classes=classes, write=False)
         x, y = data.arrays("test")
+        test_rows = data.split == "test"
+        source_labels = [labels[0] for labels, held in zip(data.table.labels, test_rows, strict=True) if held]
         evaluated_on = {"data": _shown(info["data_path"]), "rows": "test split", "n": len(x)}
     else:
         x, y = _external_rows(data_path, labels_file, info, config.data)
@@ -93,6 +101,12 @@ def evaluate_run(
     }
     metrics: dict[str, Any] = {name: results[name].metrics for name in MODELS}
     metrics["evaluated_on"] = evaluated_on | {"task": task, "classes": classes}
+    if task == "binary" and source_labels is not None:  # e.g. background vs virulence negatives, each with its FPR
+        for name, model, cut in (("ffnn", module, thresholds), ("baseline", baseline, baseline_thresholds)):
+            metrics[name]["by_label"] = positive_rate_by_label(source_labels, model.predict_proba(x), cut)
+    if threshold_of(module.net) is not None:
+        own_ids = set(load_embeddings(info["data_path"], config.data, need_groups=False).ids) if ood else set()
+        metrics["novelty"] = novelty_section(module, x, y, task, classes, thresholds, ood or [], own_ids)
     raw = uncalibrated(module).predict_proba(x)  # the same network without its calibration: ECE before and after
     metrics["ffnn"]["ece_uncalibrated"] = score(y, raw, task, classes, thresholds).metrics["ece"]
     out = Path(report_dir) if report_dir is not None else run_dir
@@ -112,10 +126,62 @@ def evaluate_run(
         },
         figures / "reliability.png",
     )
+    if "novelty" in metrics:
+        visualize.risk_coverage(metrics["novelty"]["risk_coverage"], figures / "risk_coverage.png")
     write_pr_curve_data({name: results[name].pr_curves for name in MODELS}, out / "pr_curves.csv")
     write_report(metrics, out / "report.md")
     atomic.write_json(out / "metrics.json", metrics)  # last: its presence means the report is complete
     return metrics
+
+
+def novelty_section(
+    module: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    classes: list[str],
+    thresholds: list[float],
+    ood: list[Path | str],
+    own_ids: set[str],
+) -> dict[str, Any]:
+    """The novelty score on the evaluated rows, on the `ood` files and on synthetic probes.
+
+    Evaluated rows: flagged share, macro-F1 of the accepted rows, risk-coverage; `ood` files: AUROC and flagged share;
+    probes: flagged share.
+    """
+    threshold = threshold_of(module.net)
+    scores = module.predict_novelty(x)
+    chosen = decide(module.predict_proba(x), task, thresholds).chosen
+
+    def f1_of(mask: np.ndarray) -> float:
+        return macro_f1(y[mask], chosen[mask], task, len(classes)) if mask.any() else float("nan")
+
+    accepted = scores <= threshold
+    section: dict[str, Any] = {
+        "threshold": threshold,
+        "flagged": float((~accepted).mean()) if len(x) else 0.0,
+        "macro_f1_all": f1_of(np.ones(len(x), dtype=bool)),
+        "macro_f1_accepted": f1_of(accepted),
+        "risk_coverage": risk_coverage(scores, f1_of),
+        "ood": {},
+        "probes": {},
+    }
+    for path in ood:
+        chunk = read_all(path)
+        if own_ids & set(chunk.ids):
+            log.info("novelty: %s shares ids with the run's data; not used as out-of-distribution", path)
+            continue
+        vectors = resized(chunk.vectors, x.shape[1])
+        other = module.predict_novelty(vectors)
+        section["ood"][_shown(path)] = {
+            "rows": len(vectors),
+            "resized_from": int(chunk.vectors.shape[1]) if chunk.vectors.shape[1] != x.shape[1] else None,
+            "auroc": auroc(scores, other),
+            "flagged": float((other > threshold).mean()),
+        }
+    for name, vectors in probes(x).items():
+        section["probes"][name] = float((module.predict_novelty(vectors) > threshold).mean())
+    return section
 
 
 def _shown(path: Path | str) -> str:
@@ -169,6 +235,20 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
             f"{metrics['baseline']['ece']:.3f}.",
             "",
         ]
+    if "by_label" in metrics["ffnn"]:
+        lines += [
+            "Share called positive per original label (false-positive rate for a negative label, recall for a "
+            "positive one), FFNN | baseline:",
+            "",
+            "| label | rows | FFNN | baseline |",
+            "|---|---|---|---|",
+        ]
+        for label, row in metrics["ffnn"]["by_label"].items():
+            base = metrics["baseline"]["by_label"][label]["positive_rate"]
+            lines.append(f"| {label} | {row['n']} | {row['positive_rate']:.3f} | {base:.3f} |")
+        lines.append("")
+    if "novelty" in metrics:
+        lines += novelty_lines(metrics["novelty"])
     unscored = metrics["ffnn"].get("unscored", [])
     if unscored:
         lines += [
@@ -209,6 +289,28 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
         "![precision-recall curves](figures/pr_curves.png)",
         "![learning curves](figures/learning_curves.png)",
         "![reliability diagram](figures/reliability.png)",
+        *(["![risk-coverage curve](figures/risk_coverage.png)"] if "novelty" in metrics else []),
         "",
     ]
     atomic.write_text(path, "\n".join(lines))
+
+
+def novelty_lines(section: dict[str, Any]) -> list[str]:
+    """The report's novelty paragraph and tables."""
+    lines = [
+        '## Novelty ("I don\'t know")',
+        "",
+        f"Threshold {section['threshold']:.3f} (99th percentile of validation scores): {section['flagged']:.1%} of "
+        f"these rows flagged novel; macro-F1 {_fmt(section['macro_f1_all'])} on all rows, "
+        f"{_fmt(section['macro_f1_accepted'])} on the rows accepted.",
+        "",
+    ]
+    if section["ood"]:
+        lines += ["| out-of-distribution data | rows | AUROC | flagged |", "|---|---|---|---|"]
+        for name, row in section["ood"].items():
+            note = f" (resized from {row['resized_from']} dims)" if row["resized_from"] else ""
+            lines.append(f"| `{name}`{note} | {row['rows']} | {row['auroc']:.3f} | {row['flagged']:.1%} |")
+        lines.append("")
+    lines += ["| probe | flagged |", "|---|---|"]
+    lines += [f"| {name} | {share:.0%} |" for name, share in section["probes"].items()]
+    return [*lines, ""]

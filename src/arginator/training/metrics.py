@@ -7,6 +7,7 @@ evaluation and the compression policy all use `macro_f1` from here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,3 +149,19 @@ def score(y: np.ndarray, probabilities: np.ndarray, task: str, classes: list[str
         confusion = confusion_matrix(truth, predicted, labels=labels)
     metrics["confusion_matrix"] = confusion.tolist()
     return Scores(metrics, confusion, curves)
+
+
+def positive_rate_by_label(
+    labels: Sequence[str], probabilities: np.ndarray, thresholds: list[float]
+) -> dict[str, dict[str, float | int]]:
+    """Binary task: per original label, its rows and the share called positive.
+
+    For a label on the negative side that share is its false-positive rate (e.g. background proteins vs virulence
+    factors, the two kinds of negatives of `arg-binary`); on the positive side it is the recall.
+    """
+    called = decide(positive_probability(probabilities), "binary", thresholds).chosen
+    names = np.asarray(labels, dtype=object)
+    return {
+        str(label): {"n": int((names == label).sum()), "positive_rate": float(called[names == label].mean())}
+        for label in sorted(set(names.tolist()))
+    }

@@ -54,6 +54,15 @@ class FFNN(nn.Module):
         # then): also part of the state, so the checkpoint and the ONNX graph give calibrated probabilities.
         self.register_buffer("output_scale", torch.ones(num_outputs))
         self.register_buffer("output_bias", torch.zeros(num_outputs))
+        # Novelty (`training.novelty` fits it after training; empty until then, and the score is 0): the bank of
+        # training features for the nearest-neighbour distance, the input-space Mahalanobis map, the two scores'
+        # validation medians, and the threshold above which an input is novel.
+        self.register_buffer("novelty_bank", torch.zeros(0, width))
+        self.register_buffer("novelty_bank_sq", torch.zeros(0))
+        self.register_buffer("novelty_mean", torch.zeros(input_dim))
+        self.register_buffer("novelty_whitener", torch.zeros(input_dim, input_dim))
+        self.register_buffer("novelty_scale", torch.ones(2))
+        self.register_buffer("novelty_threshold", torch.full((1,), float("inf")))
 
     def set_input_statistics(self, x: np.ndarray) -> None:
         """Standardise inputs with the mean and standard deviation of `x` (the training split)."""
@@ -65,6 +74,34 @@ class FFNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, input_dim) -> (batch, num_outputs) logits (calibrated once `output_scale`/`output_bias` are set)."""
         return self.layers((x - self.input_mean) / self.input_scale) * self.output_scale + self.output_bias
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations (the head's input) of raw inputs."""
+        return self.layers[:-1]((x - self.input_mean) / self.input_scale)
+
+    def novelty_distances(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distance to the nearest bank row in feature space, and mean squared Mahalanobis distance in input space."""
+        h = self.features(x)
+        # |h - b|^2 = |h|^2 - 2 h.b + |b|^2: one matrix product instead of a (batch, bank, width) difference tensor.
+        squared = (h * h).sum(dim=1, keepdim=True) - 2.0 * h @ self.novelty_bank.T + self.novelty_bank_sq
+        nearest = squared.min(dim=1).values.clamp(min=0.0).sqrt()
+        z = (x - self.input_mean) / self.input_scale
+        return nearest, ((z - self.novelty_mean) @ self.novelty_whitener).pow(2).mean(dim=1)
+
+    def novelty(self, x: torch.Tensor) -> torch.Tensor:
+        """Novelty per row: the larger of the two distances, each over its validation median; 0 before fitting."""
+        if self.novelty_bank.shape[0] == 0:
+            return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        nearest, mahalanobis = self.novelty_distances(x)
+        return torch.maximum(nearest / self.novelty_scale[0], mahalanobis / self.novelty_scale[1])
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # The bank's row count is set by fitting; take it from the state being loaded.
+        for name in ("novelty_bank", "novelty_bank_sq"):
+            stored = state_dict.get(prefix + name)
+            if stored is not None and stored.shape != getattr(self, name).shape:
+                setattr(self, name, torch.zeros(stored.shape, dtype=stored.dtype, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def logits_to_probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
@@ -154,6 +191,16 @@ class EmbeddingClassifier(L.LightningModule):
         return torch.optim.AdamW(
             self.parameters(), lr=self.train_config.learning_rate, weight_decay=self.train_config.weight_decay
         )
+
+    @torch.no_grad()
+    def predict_novelty(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Novelty score per row (eval mode); rows above `net.novelty_threshold` are novel."""
+        self.eval()
+        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        chunks = [
+            self.net.novelty(tensor[i : i + batch_size].to(self.device)).cpu() for i in range(0, len(x), batch_size)
+        ]
+        return torch.cat(chunks).numpy() if chunks else np.zeros(0, dtype=np.float32)
 
     @torch.no_grad()
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:

@@ -32,6 +32,7 @@ from arginator.training import runs
 from arginator.training.calibration import calibrate, carry_thresholds
 from arginator.training.metrics import macro_f1
 from arginator.training.model import EmbeddingClassifier, LogisticBaseline
+from arginator.training.novelty import fit_novelty
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +339,9 @@ def _fit(
         calibration = calibrate(module, x_val, y_val)
         log.info("calibration (logit scale and bias per output): %s", calibration)
         thresholds = carry_thresholds(thresholds, calibration, task)
+    if config.train.novelty_quantile > 0:
+        novelty = fit_novelty(module.net, x_train, x_val, config.train.novelty_quantile, seed=config.train.seed)
+        log.info("novelty: %s", novelty)
     runs.save_model(module, thresholds, run_dir / runs.MODEL)
     baseline, baseline_thresholds = fit_baseline(config, data)
     runs.save_baseline(baseline, baseline_thresholds, run_dir / runs.BASELINE)

@@ -127,3 +127,15 @@ def reliability(points: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, bi
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     _save(fig, path)
+
+
+def risk_coverage(points: list[dict[str, float]], path: Path) -> None:
+    """Macro-F1 of the answered rows against the share answered, the most novel rows refused first."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    ax.plot([p["coverage"] for p in points], [p["macro_f1"] for p in points], marker="o", markersize=3)
+    ax.set_xlabel("coverage (share of rows answered, least novel first)")
+    ax.set_ylabel("macro-F1 of the answered rows")
+    ax.set_title("risk-coverage (test rows)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)

@@ -266,9 +266,13 @@ def _v2_outputs(outputs: Any) -> list[str]:
     if outputs is None:
         return []
     if not isinstance(outputs, list) or not all(isinstance(o, dict) and type(o.get("name")) is str for o in outputs):
-        raise ApiError(400, "'outputs' must be a list of objects with a 'name' ('probabilities' or 'label')")
+        raise ApiError(400, "'outputs' must be a list of objects with a 'name' ('probabilities', 'label' or 'novelty')")
     wanted = [o["name"] for o in outputs]
-    unknown = set(wanted) - {"probabilities", "label"}
+    unknown = set(wanted) - {"probabilities", "label", "novelty"}
     if unknown:
-        raise ApiError(400, f"unknown output(s) {sorted(unknown)}: this model gives 'probabilities' and 'label'")
+        raise ApiError(
+            400,
+            f"unknown output(s) {sorted(unknown)}: outputs are 'probabilities', 'label' and, "
+            "for a model with novelty, 'novelty'",
+        )
     return wanted

@@ -70,6 +70,8 @@ def columns(prediction: Prediction, model_name: str, ids: list[str] | None) -> d
         "abstained": prediction.abstained,
         "probabilities": np.ascontiguousarray(prediction.probabilities, dtype=np.float32),
     }
+    if prediction.novelty is not None:  # above the model's novelty threshold: "I don't know" (abstained)
+        body["novelty"] = prediction.novelty.astype(np.float32)
     if ids is not None:
         body["ids"] = ids
     return body
@@ -107,6 +109,7 @@ def v1_router(service: Service) -> APIRouter:
                 "model": info.kind,
                 "data_fingerprint": info.data_fingerprint,
                 "min_confidence": settings.min_confidence,
+                "novelty_threshold": info.novelty_threshold,
                 "max_rows": settings.max_rows,
                 "text": service.embedder is not None,
             }

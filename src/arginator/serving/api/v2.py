@@ -40,7 +40,7 @@ INFER_BODY = {
                         "type": "array",
                         "items": {
                             "type": "object",
-                            "properties": {"name": {"type": "string", "enum": ["probabilities", "label"]}},
+                            "properties": {"name": {"type": "string", "enum": ["probabilities", "label", "novelty"]}},
                             "required": ["name"],
                         },
                     },
@@ -81,8 +81,9 @@ def v2_router(service: Service) -> APIRouter:
                 "outputs": [
                     {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(info.classes)]},
                     {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                    *([{"name": "novelty", "datatype": "FP32", "shape": [-1]}] if info.novelty_threshold else []),
                 ],
-                "parameters": {"classes": info.classes, "task": info.task},
+                "parameters": {"classes": info.classes, "task": info.task, "novelty_threshold": info.novelty_threshold},
             }
         )
 
@@ -122,6 +123,9 @@ def v2_router(service: Service) -> APIRouter:
             outputs.append(
                 {"name": "label", "datatype": "BYTES", "shape": [len(prediction.labels)], "data": prediction.labels}
             )
+        if prediction.novelty is not None and (not wanted or "novelty" in wanted):
+            novelty = prediction.novelty.astype(np.float32)
+            outputs.append({"name": "novelty", "datatype": "FP32", "shape": [len(novelty)], "data": novelty})
         response: dict[str, Any] = {"model_name": predictor.info.name, "model_version": "1", "outputs": outputs}
         if "id" in inference:
             response["id"] = inference["id"]

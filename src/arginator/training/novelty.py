@@ -1,0 +1,133 @@
+"""Novelty: a score that says "this input is unlike the training data", and the threshold above which it abstains.
+
+Two distances, each divided by its median on validation rows, and their maximum is the score:
+- **nearest training neighbour in the network's last hidden layer** (Euclidean). Measured on the drug-class model
+  (grouped split), it separates ordinary bacterial proteins from unseen resistance families best of the scores we
+  tried: AUROC 0.90 vs 0.80 for Mahalanobis on the same features, 0.75 for neighbours in input space, 0.64 for the
+  maximum softmax probability;
+- **Mahalanobis distance in input space** with a Ledoit-Wolf shrunk covariance (per dimension). The hidden layer
+  can map a vector with the right per-feature ranges but broken correlations (or another embedder's vector) close to
+  training features; the input-space distance catches those.
+
+The threshold is the `quantile` (default 0.99) of the score on validation rows, so about 1% of new in-distribution
+inputs are flagged. Everything is stored in the network's buffers: checkpoint, ONNX graph (a second output,
+`novelty`) and metadata carry it, and serving needs nothing else. The bank holds at most `max_bank` rows (k-means
+centroids of the training features beyond that), which bounds the model's size and the cost per prediction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.covariance import LedoitWolf
+from torch import nn
+
+DEFAULT_QUANTILE = 0.99
+MAX_BANK = 4096
+
+
+@torch.no_grad()
+def fit_novelty(
+    net: nn.Module,
+    x_train: np.ndarray,
+    x_val: np.ndarray,
+    quantile: float = DEFAULT_QUANTILE,
+    max_bank: int = MAX_BANK,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit the novelty buffers of an `FFNN` (eval mode) on training rows; set its threshold on validation rows.
+
+    Returns:
+        A summary: bank rows, the two medians, the threshold and the share of validation rows above it.
+    """
+    net = net.cpu().eval()
+    train = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+    features = net.features(train).numpy().astype(np.float64)
+    if len(features) > max_bank:
+        kmeans = MiniBatchKMeans(n_clusters=max_bank, random_state=seed, n_init=1, batch_size=4096).fit(features)
+        features = kmeans.cluster_centers_
+    bank = torch.from_numpy(features.astype(np.float32))
+    net.novelty_bank = bank
+    net.novelty_bank_sq = (bank * bank).sum(dim=1)
+    z = ((train - net.input_mean) / net.input_scale).numpy().astype(np.float64)
+    shrunk = LedoitWolf().fit(z)
+    eigenvalues, eigenvectors = np.linalg.eigh(shrunk.covariance_)
+    whitener = eigenvectors / np.sqrt(np.maximum(eigenvalues, 1e-12))  # (z - m) W W^T (z - m)^T = Mahalanobis^2
+    net.novelty_mean.copy_(torch.from_numpy(shrunk.location_.astype(np.float32)))
+    net.novelty_whitener.copy_(torch.from_numpy(whitener.astype(np.float32)))
+    val = torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32))
+    medians = [max(float(np.median(distance.numpy())), 1e-12) for distance in net.novelty_distances(val)]
+    net.novelty_scale.copy_(torch.tensor(medians))
+    scores = net.novelty(val).numpy()
+    threshold = float(np.quantile(scores, quantile))
+    net.novelty_threshold.fill_(threshold)
+    return {
+        "bank_rows": len(bank),
+        "medians": medians,
+        "quantile": quantile,
+        "threshold": threshold,
+        "val_flagged": float((scores > threshold).mean()),
+    }
+
+
+def threshold_of(net: nn.Module) -> float | None:
+    """The fitted novelty threshold, or None when the network has no novelty model."""
+    return float(net.novelty_threshold.item()) if net.novelty_bank.shape[0] else None
+
+
+def resized(x: np.ndarray, dim: int) -> np.ndarray:
+    """Vectors cut or zero-padded to `dim` values: another embedder's vectors, fed to this model as a probe."""
+    if x.shape[1] >= dim:
+        return np.ascontiguousarray(x[:, :dim])
+    return np.pad(x, ((0, 0), (0, dim - x.shape[1])))
+
+
+def probes(reference: np.ndarray, seed: int = 0, rows: int = 200) -> dict[str, np.ndarray]:
+    """Inputs no embedder produces, each of which must be flagged novel.
+
+    `reference` (in-distribution rows, e.g. the test split) sets the scale: Gaussian noise with its overall mean and
+    sd; constant vectors (0, 1, its overall mean); and its columns shuffled independently (every value in range,
+    every per-feature distribution right, the correlations between features gone).
+    """
+    rng = np.random.default_rng(seed)
+    dim = reference.shape[1]
+    mean, sd = float(reference.mean()), float(reference.std())
+    shuffled = np.stack([rng.permutation(reference[:, j]) for j in range(dim)], axis=1)
+    return {
+        "gaussian noise": rng.normal(mean, sd, (rows, dim)).astype(np.float32),
+        "uniform noise": rng.uniform(mean - 3 * sd, mean + 3 * sd, (rows, dim)).astype(np.float32),
+        "constant 0": np.zeros((1, dim), np.float32),
+        "constant 1": np.ones((1, dim), np.float32),
+        "constant mean": np.full((1, dim), mean, np.float32),
+        "shuffled features": shuffled[:rows].astype(np.float32),
+    }
+
+
+def auroc(in_distribution: np.ndarray, novel: np.ndarray) -> float:
+    """Area under the ROC curve of the novelty score for telling `novel` rows from `in_distribution` ones."""
+    from sklearn.metrics import roc_auc_score
+
+    truth = np.r_[np.zeros(len(in_distribution)), np.ones(len(novel))]
+    return float(roc_auc_score(truth, np.r_[in_distribution, novel]))
+
+
+def risk_coverage(
+    novelty: np.ndarray, f1_of: Any, coverages: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+) -> list[dict[str, float]]:
+    """Macro-F1 of the rows kept when only the least novel share `coverage` of the rows is answered.
+
+    Args:
+        novelty: score per row.
+        f1_of: callable taking a boolean row mask and returning the macro-F1 of those rows.
+        coverages: shares of rows answered.
+    """
+    order = np.argsort(novelty, kind="stable")
+    points = []
+    for coverage in coverages:
+        keep = np.zeros(len(novelty), dtype=bool)
+        keep[order[: max(1, round(coverage * len(novelty)))]] = True
+        points.append({"coverage": coverage, "macro_f1": float(f1_of(keep))})
+    return points
