@@ -110,8 +110,8 @@ def results_table(reports_dir: Path | str) -> str:
 
 
 def _figures(reports_dir: Path, out: Path) -> str:
-    """Copy each grouped run's figures next to the page (docs/figures/<run>/) and link them."""
-    target = out.parent / "figures"
+    """Copy each grouped run's figures next to the page (docs/results-figures/<run>/) and link them."""
+    target = out.parent / "results-figures"
     shutil.rmtree(target, ignore_errors=True)
     lines = []
     for run in sorted(p for p in reports_dir.glob("*-grouped") if (p / "figures").is_dir()):
@@ -122,7 +122,7 @@ def _figures(reports_dir: Path, out: Path) -> str:
         lines += [f"### {run.name.removesuffix('-grouped')}", ""]
         for name in present:
             shutil.copyfile(run / "figures" / f"{name}.png", target / run.name / f"{name}.png")
-            lines.append(f"![{name.replace('_', ' ')}](figures/{run.name}/{name}.png)")
+            lines.append(f"![{name.replace('_', ' ')}](results-figures/{run.name}/{name}.png)")
         lines.append("")
     return "\n".join(lines)
 
