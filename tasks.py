@@ -154,7 +154,7 @@ def bench_train(c: Context, pairs: int = 5) -> None:
 
 @task
 def bench_embed(c: Context) -> None:
-    """UniRep: packed lanes vs bucketed batches vs stock get_reps (1,000 proteins) -> reports/benchmarks/embed_unirep.md."""
+    """UniRep: packed lanes vs bucketed batches vs stock get_reps -> reports/benchmarks/embed_unirep.md."""
     c.run("python benchmarks/embed_unirep.py", pty=False)
 
 
