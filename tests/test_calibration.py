@@ -80,3 +80,20 @@ def test_carried_thresholds_take_the_same_decisions():
     carried = carry_thresholds(raw_thresholds, calibration, "multilabel")
     assert carried != raw_thresholds
     np.testing.assert_array_equal(decide(module.predict_proba(x), "multilabel", carried).chosen, before)
+
+
+def test_calibration_that_does_not_carry_across_groups_is_not_applied():
+    """One validation group is overconfident, the other underconfident: a map fitted on either hurts the other."""
+    rng = np.random.default_rng(4)
+    module = overconfident_model("multiclass", ["a", "b", "c"], rng)
+    x = rng.normal(size=(1200, DIM)).astype(np.float32)
+    raw = uncalibrated(module).predict_proba(x)
+    sharper = uncalibrated(module).predict_proba(x * 3.0)  # the truth of group "u": even surer than the model
+    softer = uncalibrated(module).predict_proba(x / 8.0)  # the truth of group "o": far less sure
+    groups = np.array(["o"] * 600 + ["u"] * 600, dtype=object)
+    truth = np.concatenate([softer[:600], sharper[600:]])
+    y = np.array([rng.choice(3, p=row / row.sum()) for row in truth])
+    calibration = calibrate(module, x, y, groups)
+    assert calibration["applied"] is False and calibration["cross_fitted_ece_gain"] <= 0
+    np.testing.assert_allclose(module.predict_proba(x), raw, atol=1e-6)  # left uncalibrated
+    assert calibrate(module, x, y)["applied"] is True  # random halves: both kinds on each side, the map carries

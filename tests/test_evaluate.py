@@ -69,7 +69,7 @@ def test_evaluate_run_writes_metrics_figures_and_report(trained_run):
         assert entry["n"] == test_rows
         assert {"accuracy", "macro_f1", "mcc", "per_class", "pr_auc", "ece"} <= set(entry)
         assert set(entry["per_class"]) == {"a", "b", "c", "d", "non"}
-    for figure in ("confusion_matrix.png", "pr_curves.png", "learning_curves.png"):
+    for figure in ("confusion_matrix.png", "pr_curves.png", "learning_curves.png", "embedding_map.png"):
         path = trained_run / "figures" / figure
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     report = (trained_run / "report.md").read_text()

@@ -8,7 +8,7 @@ from arginator.config import DataConfig, ModelConfig
 from arginator.data.folds import ALWAYS_TRAIN, fold_split, make_folds
 from arginator.data.tables import EmbeddingTable
 from arginator.serving.decide import decide
-from arginator.training.metrics import score
+from arginator.training.metrics import score, threshold_for_recall
 from arginator.training.model import FFNN
 from arginator.training.novelty import auroc, fit_novelty, probes, risk_coverage
 
@@ -111,3 +111,18 @@ def test_calibration_improves_a_miscalibrated_toy_model():
 
     assert temperature > 2.0
     assert ece(overconfident[1500:] / temperature) < ece(overconfident[1500:]) / 2
+
+
+def test_threshold_for_recall_keeps_the_target_share_of_positives_and_no_more():
+    rng = np.random.default_rng(3)
+    y = (rng.random(500) < 0.3).astype(int)
+    positive = np.clip(rng.normal(0.35 + 0.3 * y, 0.15), 0, 1)
+    for target in (0.5, 0.9, 0.99):
+        cut = threshold_for_recall(y, positive, target)
+        recall = (positive[y == 1] >= cut).mean()
+        assert recall >= target
+        # one step higher loses the target: the threshold is the highest that meets it
+        above = np.sort(positive[y == 1])[np.sort(positive[y == 1]) > cut]
+        if len(above):
+            assert (positive[y == 1] >= above[0]).mean() < target
+    assert threshold_for_recall(np.zeros(5, int), np.linspace(0, 1, 5), 0.9) == 0.5

@@ -53,9 +53,12 @@ def test_tiny_dvc_repro(tmp_path):
     assert dvc("init", "--no-scm", cwd=project).returncode == 0
     first = dvc("repro", cwd=project)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for split in ("grouped", "random"):
-        metrics = json.loads((project / "reports" / "runs" / f"arg-binary-{split}" / "metrics.json").read_text())
-        assert {"ffnn", "baseline"} <= set(metrics)
+    metrics = json.loads((project / "reports" / "runs" / "arg-binary-grouped" / "metrics.json").read_text())
+    assert {"ffnn", "baseline"} <= set(metrics)
+    cv = json.loads((project / "reports" / "cv" / "arg-binary" / "cv.json").read_text())
+    assert {"grouped", "random"} <= set(cv) and len(cv["random"]["folds"]) == 2
+    point = cv["grouped"]["summary"]["ffnn"]["at_recall_target"]
+    assert point["recall_target"] == 0.9 and {"arg", "background"} <= set(point["positive_rate_by_label"])
     assert (project / "dvc.lock").exists()
     assert "arg-binary | grouped | ffnn" in (project / "docs" / "results.md").read_text()
 

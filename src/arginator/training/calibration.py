@@ -6,18 +6,26 @@ serving needs nothing new. A positive scale keeps the ranking of every output, s
 decision thresholds of sigmoid heads (tuned on the uncalibrated outputs) are carried through the same map
 (`carry_thresholds`): calibration changes the confidence, never a decision. (Tuning the thresholds again on the
 calibrated validation probabilities instead cost 6.7 points of test macro-F1 on arg-binary's grouped split.)
+
+A map fitted on validation is kept only if it generalises across validation groups: fitted on one half of the
+validation groups, it must lower the ECE of the other half (summed over both directions); otherwise the model stays
+uncalibrated. Under a grouped split the validation and test rows are different families, and a map fitted on a
+few families can make the others worse: over the 5 grouped folds of betalactamase-ambler, calibrating always raised
+the mean test ECE from 0.036 to 0.049 (4 of 5 folds worse); with this check it stayed at 0.036 (none worse).
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
+from scipy.special import expit, log_softmax, softmax
 from sklearn.linear_model import LogisticRegression
 
+from arginator.training.metrics import calibration_error
 from arginator.training.model import EmbeddingClassifier
 
 
@@ -48,18 +56,67 @@ def raw_logits(module: EmbeddingClassifier, x: np.ndarray) -> np.ndarray:
     return net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
-def calibrate(module: EmbeddingClassifier, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, list[float]]:
-    """Fit the calibration on validation rows and store it in `module`; returns the scale and bias per output."""
+def _fit_map(logits: np.ndarray, y: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and bias per output: temperature (multiclass) or Platt per sigmoid output."""
+    if task == "multiclass":
+        temperature = fit_temperature(logits, y.astype(int))
+        return np.full(logits.shape[1], 1.0 / temperature), np.zeros(logits.shape[1])
+    pairs = [fit_platt(logits[:, j], y.reshape(len(y), -1)[:, j]) for j in range(logits.shape[1])]
+    return np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+
+
+def _ece(logits: np.ndarray, y: np.ndarray, task: str, scale: np.ndarray, bias: np.ndarray) -> float:
+    z = logits * scale + bias
+    if task == "multiclass":
+        return calibration_error(y, softmax(z, axis=1), task)
+    return calibration_error(y, expit(z)[:, 0] if task == "binary" else expit(z), task)
+
+
+def cross_fitted_gain(logits: np.ndarray, y: np.ndarray, task: str, groups: np.ndarray | None, seed: int = 0) -> float:
+    """ECE removed on held-out halves of the validation groups by a map fitted on the other half (both ways)."""
+    keys = np.asarray(groups, dtype=object) if groups is not None else np.arange(len(y)).astype(str)
+    unique = np.unique(keys)
+    if len(unique) < 2:
+        return 0.0
+    first_half = np.isin(keys, np.random.default_rng(seed).permutation(unique)[: len(unique) // 2])
+    identity = (np.ones(logits.shape[1]), np.zeros(logits.shape[1]))
+    gain = 0.0
+    for fit_rows, check_rows in ((first_half, ~first_half), (~first_half, first_half)):
+        fitted = _fit_map(logits[fit_rows], y[fit_rows], task)
+        gain += _ece(logits[check_rows], y[check_rows], task, *identity) - _ece(
+            logits[check_rows], y[check_rows], task, *fitted
+        )
+    return float(gain)
+
+
+def calibrate(
+    module: EmbeddingClassifier,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit the calibration on validation rows and store it in `module` if it generalises across their groups.
+
+    Args:
+        module: the trained classifier (its buffers are set).
+        x_val: validation vectors.
+        y_val: their targets.
+        groups: their homology groups (None: each row is its own group, i.e. random halves).
+        seed: for the halves of the cross-fitting check.
+
+    Returns:
+        The scale and bias per output (ones and zeros when not applied), `applied`, and the cross-fitted ECE gain.
+    """
     logits = raw_logits(module, x_val)
-    if module.task == "multiclass":
-        temperature = fit_temperature(logits, y_val.astype(int))
-        scale, bias = [1.0 / temperature] * logits.shape[1], [0.0] * logits.shape[1]
-    else:
-        pairs = [fit_platt(logits[:, j], y_val.reshape(len(y_val), -1)[:, j]) for j in range(logits.shape[1])]
-        scale, bias = [a for a, _ in pairs], [b for _, b in pairs]
-    module.net.output_scale.copy_(torch.tensor(scale))
-    module.net.output_bias.copy_(torch.tensor(bias))
-    return {"scale": scale, "bias": bias}
+    gain = cross_fitted_gain(logits, y_val, module.task, groups, seed)
+    scale, bias = _fit_map(logits, y_val, module.task)
+    applied = gain > 0
+    if not applied:
+        scale, bias = np.ones_like(scale), np.zeros_like(bias)
+    module.net.output_scale.copy_(torch.from_numpy(scale.astype(np.float32)))
+    module.net.output_bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+    return {"scale": scale.tolist(), "bias": bias.tolist(), "applied": applied, "cross_fitted_ece_gain": gain}
 
 
 def carry_thresholds(thresholds: list[float], calibration: dict[str, list[float]], task: str) -> list[float]:

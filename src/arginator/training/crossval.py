@@ -27,14 +27,16 @@ from arginator.data.splits import PreparedData
 from arginator.data.tables import EmbeddingTable
 from arginator.data.targets import load_task_table
 from arginator.errors import DataError
+from arginator.serving.decide import positive_probability
 from arginator.training import runs
 from arginator.training.calibration import uncalibrated
-from arginator.training.metrics import positive_rate_by_label, score
+from arginator.training.metrics import positive_rate_by_label, score, threshold_for_recall
 from arginator.training.novelty import auroc, resized, threshold_of
 from arginator.training.train import _fit
 
 log = logging.getLogger(__name__)
 SCORES = ("macro_f1", "mcc", "accuracy", "pr_auc", "ece")
+RECALL_TARGET = 0.90  # binary tasks: also report each label's share called positive at this validation recall
 
 
 def _with_groups(table: EmbeddingTable, split_file: Path) -> EmbeddingTable:
@@ -64,6 +66,13 @@ def _fold_scores(run_dir: Path, data: PreparedData, task: str, ood: dict[str, np
         row[name] = {key: metrics[key] for key in SCORES} | {"unscored": metrics["unscored"]}
         if task == "binary":
             row[name]["by_label"] = positive_rate_by_label(labels, probabilities, cut)
+            x_val, y_val = data.arrays("val")  # the screening operating point, chosen on validation rows only
+            target = threshold_for_recall(y_val, positive_probability(model.predict_proba(x_val)), RECALL_TARGET)
+            row[name]["at_recall_target"] = {
+                "recall_target": RECALL_TARGET,
+                "threshold": target,
+                "by_label": positive_rate_by_label(labels, probabilities, [target]),
+            }
     raw = uncalibrated(module).predict_proba(x)
     row["ffnn"]["ece_uncalibrated"] = score(y, raw, task, classes, thresholds).metrics["ece"]
     if threshold_of(module.net) is not None and ood:
@@ -144,6 +153,15 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             summary[model]["positive_rate_by_label"] = {
                 label: _spread([row[model]["by_label"].get(label, {}).get("positive_rate") for row in rows])
                 for label in labels
+            }
+            summary[model]["at_recall_target"] = {
+                "recall_target": rows[0][model]["at_recall_target"]["recall_target"],
+                "positive_rate_by_label": {
+                    label: _spread(
+                        [row[model]["at_recall_target"]["by_label"].get(label, {}).get("positive_rate") for row in rows]
+                    )
+                    for label in labels
+                },
             }
     summary["ffnn"]["ece_uncalibrated"] = _spread([row["ffnn"]["ece_uncalibrated"] for row in rows])
     sources = sorted({name for row in rows for name in row["ffnn"].get("novelty_auroc", {})})

@@ -126,6 +126,10 @@ def evaluate_run(
         },
         figures / "reliability.png",
     )
+    if data_path is None:  # the run's own rows, labelled by their original source (e.g. background vs virulence)
+        visualize.embedding_map(
+            data.table.vectors, [labels[0] for labels in data.table.labels], test_rows, figures / "embedding_map.png"
+        )
     if "novelty" in metrics:
         visualize.risk_coverage(metrics["novelty"]["risk_coverage"], figures / "risk_coverage.png")
     write_pr_curve_data({name: results[name].pr_curves for name in MODELS}, out / "pr_curves.csv")

@@ -64,10 +64,10 @@ def reliability_points(y: np.ndarray, probabilities: np.ndarray, task: str) -> t
     return decision.confidence, (decision.chosen == np.asarray(y).astype(int)).astype(float)
 
 
-def _calibration(y: np.ndarray, probabilities: np.ndarray, task: str) -> float:
+def calibration_error(y: np.ndarray, probabilities: np.ndarray, task: str) -> float:
     """ECE of the decisions at the default thresholds (multilabel: the mean over labels)."""
     if task == "multilabel":
-        columns = [_calibration(t, p, "binary") for p, t in zip(probabilities.T, y.T, strict=True)]
+        columns = [calibration_error(t, p, "binary") for p, t in zip(probabilities.T, y.T, strict=True)]
         return float(np.mean(columns))
     return expected_calibration_error(*reliability_points(y, probabilities, task))
 
@@ -128,7 +128,7 @@ def score(y: np.ndarray, probabilities: np.ndarray, task: str, classes: list[str
         "macro_f1": macro_f1(truth, predicted, task, len(classes)),
         "mcc": mcc,
         "pr_auc": float(np.mean(defined)) if defined else None,
-        "ece": _calibration(truth, probabilities, task),
+        "ece": calibration_error(truth, probabilities, task),
         "per_class": {
             name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for name, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
@@ -165,3 +165,16 @@ def positive_rate_by_label(
         str(label): {"n": int((names == label).sum()), "positive_rate": float(called[names == label].mean())}
         for label in sorted(set(names.tolist()))
     }
+
+
+def threshold_for_recall(y: np.ndarray, positive: np.ndarray, recall: float) -> float:
+    """The highest threshold on the positive-class probability that keeps at least `recall` of the positive rows.
+
+    Chosen on validation rows, it gives the operating point a screening user asks for ("find 90% of resistance
+    genes"); its false-positive rates are then read on test rows. With no positive row, 0.5.
+    """
+    scores = np.sort(np.asarray(positive, dtype=np.float64)[np.asarray(y).reshape(-1) == 1])[::-1]
+    if not len(scores):
+        return 0.5
+    needed = min(len(scores), max(1, int(np.ceil(recall * len(scores)))))
+    return float(scores[needed - 1])

@@ -11,8 +11,9 @@ Two distances, each divided by its median on validation rows, and their maximum 
 
 The threshold is the `quantile` (default 0.99) of the score on validation rows, so about 1% of new in-distribution
 inputs are flagged. Everything is stored in the network's buffers: checkpoint, ONNX graph (a second output,
-`novelty`) and metadata carry it, and serving needs nothing else. The bank holds at most `max_bank` rows (k-means
-centroids of the training features beyond that), which bounds the model's size and the cost per prediction.
+`novelty`) and metadata carry it, and serving needs nothing else. The bank holds at most `max_bank` rows (a seeded
+random sample of the training features beyond that), which bounds the model's size and the cost per prediction.
+(k-means centroids in place of the sample took 30 of the 45 s of a 12,000-row fit.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.cluster import MiniBatchKMeans
 from sklearn.covariance import LedoitWolf
 from torch import nn
 
@@ -47,8 +47,8 @@ def fit_novelty(
     train = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
     features = net.features(train).numpy().astype(np.float64)
     if len(features) > max_bank:
-        kmeans = MiniBatchKMeans(n_clusters=max_bank, random_state=seed, n_init=1, batch_size=4096).fit(features)
-        features = kmeans.cluster_centers_
+        rows = np.sort(np.random.default_rng(seed).choice(len(features), size=max_bank, replace=False))
+        features = features[rows]
     bank = torch.from_numpy(features.astype(np.float32))
     net.novelty_bank = bank
     net.novelty_bank_sq = (bank * bank).sum(dim=1)

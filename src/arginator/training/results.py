@@ -16,7 +16,7 @@ from typing import Any
 from arginator import atomic
 
 MODELS = ("ffnn", "baseline")
-FIGURES = ("confusion_matrix", "pr_curves", "reliability", "risk_coverage")
+FIGURES = ("confusion_matrix", "pr_curves", "reliability", "risk_coverage", "embedding_map")
 
 
 def _pm(spread: dict[str, float] | None) -> str:
@@ -74,6 +74,28 @@ def negatives_table(cv_dir: Path | str | None) -> str:
     if not rows:
         return ""
     header = ["| dataset | folds | model | label | share called positive |", "|---|---|---|---|---|"]
+    return "\n".join(header + rows) + "\n"
+
+
+def operating_point_table(cv_dir: Path | str | None) -> str:
+    """Binary tasks: each label's share called positive at the threshold giving the target recall on validation."""
+    rows = []
+    for dataset, cv in _cv_files(cv_dir):
+        for kind in ("grouped", "random"):
+            for model in MODELS:
+                point = cv.get(kind, {}).get("summary", {}).get(model, {}).get("at_recall_target")
+                if not point:
+                    continue
+                for label, spread in point["positive_rate_by_label"].items():
+                    rows.append(
+                        f"| {dataset} | {kind} | {model} | {point['recall_target']:.2f} | {label} | {_pm(spread)} |"
+                    )
+    if not rows:
+        return ""
+    header = [
+        "| dataset | folds | model | validation recall target | label | share called positive (test) |",
+        "|---|---|---|---|---|---|",
+    ]
     return "\n".join(header + rows) + "\n"
 
 
@@ -154,6 +176,15 @@ def write_results(reports_dir: Path | str, out: Path | str, cv_dir: Path | str |
             "\n## Negatives: false-positive rate per kind\n",
             "Share of each original label called positive (for a negative label, its false-positive rate).\n",
             negatives,
+        ]
+    operating_point = operating_point_table(cv_dir)
+    if operating_point:
+        parts += [
+            "\n## Screening operating point: threshold set for a recall target on validation\n",
+            "Per fold, the threshold is the highest one that keeps the target share of the validation positives; the "
+            "shares below are read on the fold's test rows (for the positive label, its recall; for a negative "
+            "label, its false-positive rate).\n",
+            operating_point,
         ]
     if novelty:
         parts += ["\n## Novelty: telling unseen kinds of input apart\n", novelty]

@@ -336,7 +336,8 @@ def _fit(
     x_val, y_val = data.arrays("val")
     thresholds = tune_thresholds(y_val, module.predict_proba(x_val), task) if config.train.tune_thresholds else []
     if config.train.calibrate:  # the thresholds follow the calibration, so every decision stays as it was
-        calibration = calibrate(module, x_val, y_val)
+        val_groups = data.table.groups[data.split == "val"] if data.table.groups is not None else None
+        calibration = calibrate(module, x_val, y_val, val_groups, seed=config.train.seed)
         log.info("calibration (logit scale and bias per output): %s", calibration)
         thresholds = carry_thresholds(thresholds, calibration, task)
     if config.train.novelty_quantile > 0:

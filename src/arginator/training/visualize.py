@@ -1,4 +1,4 @@
-"""Figures from numbers computed elsewhere: confusion matrices, precision-recall curves, learning curves."""
+"""Figures from numbers computed elsewhere: confusion matrices, precision-recall curves, learning curves, maps."""
 
 from __future__ import annotations
 
@@ -137,5 +137,48 @@ def risk_coverage(points: list[dict[str, float]], path: Path) -> None:
     ax.set_ylabel("macro-F1 of the answered rows")
     ax.set_title("risk-coverage (test rows)")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def embedding_map(
+    vectors: np.ndarray, labels: list[str], is_test: np.ndarray, path: Path, max_rows: int = 4000, seed: int = 0
+) -> None:
+    """Rows on the first two principal components of the training rows, coloured by label; test rows as crosses.
+
+    PCA rather than t-SNE or UMAP: linear, so distances along the axes mean the same everywhere, and it costs
+    seconds. At most `max_rows` rows are drawn (a seeded sample), so large datasets stay readable.
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    labels_array = np.asarray(labels, dtype=object)
+    train = vectors[~is_test] if (~is_test).any() else vectors
+    mean = train.mean(axis=0)
+    scale = train.std(axis=0) + 1e-8  # per-feature standardisation, as the FFNN sees them
+    _, _, components = np.linalg.svd((train - mean) / scale, full_matrices=False)
+    shown = np.arange(len(vectors))
+    if len(shown) > max_rows:
+        shown = np.sort(np.random.default_rng(seed).choice(len(shown), size=max_rows, replace=False))
+    points = ((vectors[shown] - mean) / scale) @ components[:2].T
+    fig, ax = plt.subplots(figsize=(6.0, 4.8))
+    names = sorted(set(labels_array[shown].tolist()))
+    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    for index, label in enumerate(names):
+        colour = palette(index % palette.N)
+        for test, marker in ((False, "o"), (True, "x")):
+            keep = (labels_array[shown] == label) & (is_test[shown] == test)
+            if keep.any():
+                ax.scatter(
+                    points[keep, 0],
+                    points[keep, 1],
+                    s=6,
+                    alpha=0.5,
+                    marker=marker,
+                    color=colour,
+                    label=label if not test else None,
+                )
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(f"embeddings, first two principal components ({len(shown)} rows; x = test)")
+    ax.legend(fontsize=6, markerscale=2, loc="best", ncol=2 if len(set(labels)) > 8 else 1)
     fig.tight_layout()
     _save(fig, path)
