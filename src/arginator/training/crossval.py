@@ -88,6 +88,7 @@ def cross_validate(
     out_dir: Path | str,
     k: int = 5,
     ood: list[Path | str] | None = None,
+    only: tuple[str, ...] = ("grouped", "random"),
 ) -> dict[str, Any]:
     """k-fold cross-validation of both models, grouped by the groups in `groups_file` and random; writes cv.json.
 
@@ -98,6 +99,7 @@ def cross_validate(
         out_dir: where `cv.json` goes.
         k: folds.
         ood: embedding files the model should call novel (files sharing ids with the data are skipped).
+        only: the kinds of folds to run (a sweep re-scores its best trials on the grouped folds only).
 
     Returns:
         The content of `cv.json`: per fold and summarised, per kind of folds ("grouped", "random").
@@ -112,9 +114,10 @@ def cross_validate(
         chunk = read_all(path)
         if not own & set(chunk.ids):
             vectors[Path(path).parent.name or Path(path).stem] = resized(chunk.vectors, table.embedding_dim)
-    kinds = {"random": table}
+    tables = {"random": table}
     if groups_file is not None:
-        kinds = {"grouped": _with_groups(table, Path(groups_file)), **kinds}
+        tables = {"grouped": _with_groups(table, Path(groups_file)), **tables}
+    kinds = {kind: kind_table for kind, kind_table in tables.items() if kind in only}
     result: dict[str, Any] = {"k": k, "task": config.data.task, "classes": targets.classes, "data": str(data_path)}
     for kind, kind_table in kinds.items():
         folds, untestable = make_folds(kind_table, k, config.data.seed)

@@ -262,6 +262,7 @@ def _fit(
     run_dir: Path,
     resume: bool,
     extra_callbacks: list[L.Callback],
+    with_baseline: bool = True,
 ) -> TrainResult:
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -344,7 +345,8 @@ def _fit(
         novelty = fit_novelty(module.net, x_train, x_val, config.train.novelty_quantile, seed=config.train.seed)
         log.info("novelty: %s", novelty)
     runs.save_model(module, thresholds, run_dir / runs.MODEL)
-    baseline, baseline_thresholds = fit_baseline(config, data)
-    runs.save_baseline(baseline, baseline_thresholds, run_dir / runs.BASELINE)
+    if with_baseline:
+        baseline, baseline_thresholds = fit_baseline(config, data)
+        runs.save_baseline(baseline, baseline_thresholds, run_dir / runs.BASELINE)
     shutil.rmtree(run_dir / "lightning_logs", ignore_errors=True)  # Lightning's default folder; loggers are explicit
     return TrainResult(run_dir, best, int(trainer.current_epoch))
