@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -52,6 +54,34 @@ def evaluate(c: Context, run: str, data: str = "", labels: str = "") -> None:
 def pipeline(c: Context) -> None:
     """The main job: `dvc repro`, every bundled dataset from raw data to reports (offline)."""
     c.run("dvc repro", env={"HF_HUB_OFFLINE": "1"}, pty=False)
+
+
+@task(
+    help={
+        "dataset": "A bundled dataset (its embeddings and grouped split come from `invoke pipeline`).",
+        "trials": "Trials this process runs (default: configs/sweep.yaml's).",
+        "storage": "SQLAlchemy URL of the study, e.g. postgresql://user@host/db (default: SQLite in reports/sweeps).",
+        "backend": "optuna (offline) or wandb (needs WANDB_API_KEY).",
+    }
+)
+def sweep(c: Context, dataset: str = "arg-binary", trials: int = 0, storage: str = "", backend: str = "optuna") -> None:
+    """Hyperparameter sweep of one bundled dataset (arginator sweep): results in reports/sweeps/<dataset>/."""
+    command = (
+        f"arginator sweep --data data/processed/{dataset}/embeddings.h5"
+        f" --split data/processed/{dataset}/split_grouped.csv"
+        f" --config configs/model.yaml --config configs/train.yaml --config configs/data/{dataset}.yaml"
+        f" --out reports/sweeps/{dataset} --backend {backend}"
+    )
+    command += f" --trials {trials}" if trials else ""
+    command += f" --storage '{storage}'" if storage else ""
+    c.run(command, pty=False)
+
+
+@task(help={"version": "Semantic version, e.g. v1.0.0.", "stage": "Promote it to this stage too (e.g. prod)."})
+def register(c: Context, version: str, dataset: str = "arg-binary", stage: str = "") -> None:
+    """Register deploy/<dataset> (committed at HEAD) in the git-tag registry, and promote it (arginator register)."""
+    command = f"arginator register --model deploy/{dataset} --version {version}"
+    c.run(command + (f" --stage {stage}" if stage else ""), pty=False)
 
 
 @task
@@ -164,14 +194,18 @@ def bench(c: Context, run: str = "models/arg-binary-grouped", deploy: str = "dep
     c.run(f"python benchmarks/inference.py --run {run} --deploy {deploy}", pty=False)
 
 
-@task
-def serve(c: Context, model: str = "deploy/arg-binary", port: int = 8000) -> None:
+@task(
+    help={"model": "A path, or a registered name@stage / name@v1.2.3 (default: $ARGINATOR_MODEL or deploy/arg-binary)."}
+)
+def serve(c: Context, model: str = "", port: int = 8000) -> None:
     """Serve a model with the API (uvicorn, one worker) on http://127.0.0.1:PORT; the web page is at /."""
-    c.run(
-        f"uvicorn arginator.serving.api.app:app --host 127.0.0.1 --port {port}",
-        env={"ARGINATOR_MODEL": model},
-        pty=False,
-    )
+    model = model or os.environ.get("ARGINATOR_MODEL", "deploy/arg-binary")
+    env = {"ARGINATOR_MODEL": model}
+    if "@" in model and not Path(model).exists():  # a registry reference: fetch that version, serve it under its name
+        found = json.loads(c.run(f"arginator resolve-model --json {model}", hide="out", pty=False).stdout)
+        env = {"ARGINATOR_MODEL": found["path"], "ARGINATOR_MODEL_NAME": found["name"]}
+        env["ARGINATOR_MODEL_VERSION"] = found["version"]
+    c.run(f"uvicorn arginator.serving.api.app:app --host 127.0.0.1 --port {port}", env=env, pty=False)
 
 
 @task

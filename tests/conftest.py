@@ -99,7 +99,9 @@ def free_port() -> int:
 class Server:
     """A real uvicorn process serving `command` (default: the API app) on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], command: list[str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], command: list[str] | None = None, port: int | None = None, cwd: Path | None = None
+    ) -> None:
         import subprocess
         import sys
 
@@ -117,6 +119,8 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
+            cwd=cwd,
+            start_new_session=True,  # its own process group: stop() also ends what it started (e.g. invoke's uvicorn)
         )
 
     def wait(self, timeout: float = 60) -> Server:
@@ -144,12 +148,16 @@ class Server:
         return self.log.read()
 
     def stop(self) -> str:
-        """Stop the server; returns its log."""
-        self.process.terminate()
+        """Stop the server and its process group; returns its log."""
+        import signal
+
         try:
+            os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=10)
+        except ProcessLookupError:
+            pass
         except Exception:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         output = self.output()
         self.log.close()

@@ -330,7 +330,14 @@ def results(
 @app.command()
 def predict(
     source: Annotated[Path, typer.Argument(help="Embeddings: .h5/.hdf5, .parquet, .csv, .npz or .npy (any size).")],
-    model: Annotated[Path, typer.Option(help="An exported .onnx file, or a directory holding one (e.g. deploy/X).")],
+    model: Annotated[
+        str,
+        typer.Option(
+            envvar="ARGINATOR_MODEL",
+            help="An exported .onnx file, a directory holding one (e.g. deploy/X), or a registered name@stage / "
+            "name@v1.2.3.",
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Predictions: .csv or .parquet.")],
     chunk_rows: Annotated[int, typer.Option(help="Rows read and predicted at a time (bounds memory).")] = 8192,
     min_confidence: Annotated[float, typer.Option(help="Flag rows whose confidence is below this.")] = 0.5,
@@ -343,12 +350,23 @@ def predict(
     from arginator.serving.streaming import predict_file
 
     try:
-        predictor = Predictor(model, threads=threads, min_confidence=min_confidence)
+        predictor = Predictor(_model_path(model), threads=threads, min_confidence=min_confidence)
         with tqdm(unit=" rows", unit_scale=True, mininterval=0.5, file=sys.stderr, desc=source.name) as bar:
             rows = predict_file(predictor, source, out, chunk_rows=chunk_rows, progress=bar.update)
     except ArginatorError as exc:
         raise _fail(exc) from None
     typer.echo(f"{rows} rows -> {out} (model {predictor.info.name}, {predictor.info.variant}, {predictor.task})")
+
+
+def _model_path(model: str) -> Path:
+    """A model path as given, or the local copy of a registered `name@stage` / `name@vX.Y.Z`."""
+    from arginator.shipping.registry import is_reference, resolve
+
+    if not is_reference(model):
+        return Path(model)
+    resolved = resolve(model)
+    logging.getLogger(__name__).info("%s is %s %s (%s)", model, resolved.name, resolved.version, resolved.path)
+    return resolved.path
 
 
 def main() -> None:
@@ -357,5 +375,12 @@ def main() -> None:
     app()
 
 
+# The sweep and registry commands live in their own module; importing it adds them to `app`.
+from arginator import cli_models  # noqa: E402, F401
+
 if __name__ == "__main__":
-    main()
+    # `python -m arginator.cli` runs this file as __main__, a second copy of the module; cli_models added its
+    # commands to the imported arginator.cli's app, so run that one.
+    from arginator.cli import main as imported_main
+
+    imported_main()

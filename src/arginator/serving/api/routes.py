@@ -92,7 +92,8 @@ def v1_router(service: Service) -> APIRouter:
 
     @router.get("/ready", summary="The model is loaded", responses={503: {"description": "Model not loaded"}})
     async def ready() -> Response:
-        return json_response({"status": "ready", "model": service.ready_predictor().info.name})
+        name, version = service.ready_predictor().info.name, service.settings.model_version
+        return json_response({"status": "ready", "model": name} | ({"version": version} if version else {}))
 
     @router.get("/metadata", summary="The model's labels, task, input dimension and provenance")
     async def metadata() -> Response:

@@ -19,6 +19,7 @@ class Settings(BaseSettings):
         Path("/models"), description="An .onnx file or a directory holding model.shipped.onnx / model.onnx"
     )
     model_name: str | None = Field(None, description="Name in /metadata and the v2 routes (default: from the path)")
+    model_version: str | None = Field(None, description="Registry version of the model, shown by /ready")
     threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0: all cores)")
     min_confidence: float = Field(0.5, ge=0, le=1, description="Rows below this confidence are flagged abstained")
     max_rows: int = Field(4096, gt=0, description="Most rows (or texts) in one request")

@@ -1,0 +1,1 @@
+"""Choosing the best model: hyperparameter sweeps."""
