@@ -59,6 +59,11 @@ def test_tiny_dvc_repro(tmp_path):
     assert {"grouped", "random"} <= set(cv) and len(cv["random"]["folds"]) == 2
     point = cv["grouped"]["summary"]["ffnn"]["at_recall_target"]
     assert point["recall_target"] == 0.9 and {"arg", "background"} <= set(point["positive_rate_by_label"])
+    card = (project / "deploy" / "arg-binary" / "model_card.md").read_text()
+    assert card == (project / "docs" / "model-cards" / "arg-binary.md").read_text()
+    grouped_f1 = cv["grouped"]["summary"]["ffnn"]["macro_f1"]
+    assert f"| grouped | ffnn | {grouped_f1['mean']:.3f} ± {grouped_f1['sd']:.3f} |" in card  # from cv.json
+    assert "## Where it must not be trusted" in card and "AMRFinderPlus" in card
     assert (project / "dvc.lock").exists()
     assert "arg-binary | grouped | ffnn" in (project / "docs" / "results.md").read_text()
 
@@ -81,6 +86,7 @@ STAGE_ENTRY = {
     "compress": "arginator.shipping.compress",
     "results": "arginator.training.results",
     "cv": "arginator.training.crossval",
+    "model_card": "arginator.shipping.model_card",
 }
 # Not outputs-relevant: the package root holds only the version string, errors only exception classes, and the
 # CLI only parses options (its defaults are spelled out in dvc.yaml's commands).

@@ -123,3 +123,71 @@ def resolve_model(
         typer.echo(json.dumps(fields | {"stage": resolved.stage, "rev": resolved.rev}))
     else:
         typer.echo(str(resolved.path))
+
+
+@app.command("model-card")
+def model_card_command(
+    dataset: Annotated[str, typer.Option(help="The dataset whose shipped model the card describes.")],
+    out: Annotated[list[Path], typer.Option(help="Where to write the card (repeatable: beside the model, docs).")],
+    model: Annotated[Path | None, typer.Option(help="The exported model (default deploy/<dataset>).")] = None,
+    run: Annotated[Path | None, typer.Option(help="Its training run (default models/<dataset>-grouped).")] = None,
+    metrics: Annotated[Path | None, typer.Option(help="Its held-out metrics.json (default reports/runs/...).")] = None,
+    cv: Annotated[Path | None, typer.Option(help="Its cv.json (default reports/cv/<dataset>/cv.json).")] = None,
+    cards: Annotated[Path, typer.Option(help="Sources, intended use and limits per model.")] = Path(
+        "configs/model_cards.yaml"
+    ),
+) -> None:
+    """Write the model card of a shipped model from the pipeline's outputs."""
+    try:
+        from arginator.shipping.model_card import write_model_card
+
+        write_model_card(
+            dataset,
+            list(out),
+            model=model or Path("deploy") / dataset,
+            run_dir=run or Path("models") / f"{dataset}-grouped",
+            metrics=metrics or Path("reports") / "runs" / f"{dataset}-grouped" / "metrics.json",
+            cv=cv or Path("reports") / "cv" / dataset / "cv.json",
+            cards=cards,
+        )
+    except ArginatorError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"model card of {dataset} -> {', '.join(str(p) for p in out)}")
+
+
+@app.command("rank-embeddings")
+def rank_embeddings_command(
+    raw: Annotated[Path, typer.Option(help="A prepared dataset directory (sequences.fasta or texts.csv, labels.csv).")],
+    embedders: Annotated[str, typer.Option(help="Candidates, comma-separated: unirep:64,unirep:256,minilm,...")],
+    split: Annotated[Path, typer.Option(help="The grouped split of the dataset (`arginator split`).")],
+    out: Annotated[Path, typer.Option(help="Directory for rank.json.")],
+    config: ConfigFiles = None,
+    set_: Overrides = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows, stratified by label (0: all).")] = 0,
+    check: Annotated[bool, typer.Option(help="Also train the FFNN (grouped CV) per candidate: Kendall's tau.")] = False,
+    folds: Annotated[int, typer.Option(help="Folds of the check.")] = 5,
+    cache: Annotated[Path, typer.Option(help="The embedding content cache.")] = Path("data/cache"),
+) -> None:
+    """Rank candidate embeddings for a task before training: LogME and a k-NN score (optionally checked by CV)."""
+    _setup_logging()
+    try:
+        from arginator.config import load_config
+        from arginator.tuning.rank import rank_embeddings
+
+        candidates = [name.strip() for name in embedders.split(",") if name.strip()]
+        if not candidates:
+            raise ConfigError("--embedders names no candidate")
+        result = rank_embeddings(
+            raw, candidates, load_config(config, set_ or []), split, out, cache, limit=limit, check=check, folds=folds
+        )
+    except ArginatorError as exc:
+        raise _fail(exc) from None
+    for name, entry in sorted(result["candidates"].items(), key=lambda item: -item[1]["logme"]):
+        trained = entry.get("ffnn_cv_macro_f1")
+        typer.echo(
+            f"{name:<16} LogME {entry['logme']:8.4f}  k-NN macro-F1 {entry['knn_macro_f1']:.3f}"
+            + (f"  FFNN CV macro-F1 {trained['mean']:.3f} +- {trained['sd']:.3f}" if trained else "")
+        )
+    for score in ("logme", "knn_macro_f1"):
+        if f"kendall_tau_{score}" in result:
+            typer.echo(f"Kendall's tau, {score} vs trained: {result[f'kendall_tau_{score}']:.2f}")
