@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 import yaml
@@ -223,6 +224,45 @@ def _plots(study: optuna.Study, out: Path) -> list[str]:
     return written
 
 
+def rescore_candidates(
+    data_path: Path | str, base: RunConfig, split_file: Path | str, candidates: dict[str, dict[str, Any]], folds: int
+) -> dict[str, Any]:
+    """Grouped cross-validation of each candidate parameter set, on the same folds; paired with the first one.
+
+    Returns:
+        Per candidate: its parameters, the FFNN macro-F1 per fold and as mean ± sd, and the paired difference from
+        the first candidate (the defaults) with the folds it won.
+    """
+    scored: dict[str, Any] = {}
+    reference: list[float] | None = None
+    for name, params in candidates.items():
+        config = with_params(base, params)
+        config.train.novelty_quantile = 0.0
+        with tempfile.TemporaryDirectory(prefix="arginator-rescore-") as tmp:
+            cv = cross_validate(data_path, config, split_file, tmp, k=folds, only=("grouped",))
+        per_fold = [row["ffnn"]["macro_f1"] for row in cv["grouped"]["folds"]]
+        entry: dict[str, Any] = {
+            "params": params,
+            "folds": per_fold,
+            "macro_f1": cv["grouped"]["summary"]["ffnn"]["macro_f1"],
+        }
+        if reference is None:
+            reference = per_fold
+        else:
+            differences = np.asarray(per_fold) - np.asarray(reference)
+            entry["difference_from_first"] = {
+                "mean": float(differences.mean()),
+                "sd": float(differences.std(ddof=1)) if len(differences) > 1 else 0.0,
+                "won": int((differences > 0).sum()),
+                "n": len(differences),
+            }
+        scored[name] = entry
+        log.info(
+            "re-scored %s: grouped CV macro-F1 %.3f +- %.3f", name, entry["macro_f1"]["mean"], entry["macro_f1"]["sd"]
+        )
+    return scored
+
+
 def run_sweep(
     data_path: Path | str,
     base: RunConfig,
@@ -289,15 +329,7 @@ def run_sweep(
     winner = complete[0].params
     if rescore:
         candidates = {"defaults": {}} | {f"trial {t.number}": t.params for t in complete[: settings.rescore_top]}
-        summary["rescored"] = {}
-        for name, params in candidates.items():
-            config = with_params(base, params)
-            config.train.novelty_quantile = 0.0
-            with tempfile.TemporaryDirectory(prefix="arginator-rescore-") as tmp:
-                cv = cross_validate(data_path, config, split_file, tmp, k=settings.folds, only=("grouped",))
-            spread = cv["grouped"]["summary"]["ffnn"]["macro_f1"]
-            summary["rescored"][name] = {"params": params, "macro_f1": spread}
-            log.info("re-scored %s: grouped CV macro-F1 %.3f +- %.3f", name, spread["mean"], spread["sd"])
+        summary["rescored"] = rescore_candidates(data_path, base, split_file, candidates, settings.folds)
         best_name = max(summary["rescored"], key=lambda n: summary["rescored"][n]["macro_f1"]["mean"])
         summary["chosen"] = best_name
         winner = summary["rescored"][best_name]["params"]
