@@ -146,6 +146,9 @@ def rank_embeddings(
         ids, items = [ids[i] for i in keep], [items[i] for i in keep]
     results: dict[str, Any] = {"raw": str(raw_dir), "rows": len(ids), "candidates": {}}
     with tempfile.TemporaryDirectory(prefix="arginator-rank-") as tmp:
+        if limit and config.data.labels_file:  # the labels of the kept rows only: every labelled id needs a vector
+            config = config.model_copy(deep=True)
+            config.data.labels_file = str(_kept_labels(config.data.labels_file, config.data.id_column, ids, tmp))
         for spec in embedders:
             name, _, option = spec.partition(":")
             options: dict[str, Any] = {}
@@ -194,6 +197,15 @@ def read_split_frame(split_file: Path | str) -> dict[str, str]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read split file {split_file}: {exc}") from None
     return dict(zip(frame["id"], frame["label"].str.split(";").str[0], strict=True))
+
+
+def _kept_labels(labels_file: str, id_column: str, ids: list[str], tmp: str) -> Path:
+    import pandas as pd
+
+    frame = pd.read_csv(labels_file, dtype=str, keep_default_na=False)
+    out = Path(tmp) / "labels.csv"
+    frame[frame[id_column].isin(set(ids))].to_csv(out, index=False)
+    return out
 
 
 def _subset_split(split_file: Path | str, table: EmbeddingTable) -> np.ndarray:
