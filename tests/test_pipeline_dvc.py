@@ -58,7 +58,9 @@ def test_tiny_dvc_repro(tmp_path):
     cv = json.loads((project / "reports" / "cv" / "arg-binary" / "cv.json").read_text())
     assert {"grouped", "random"} <= set(cv) and len(cv["random"]["folds"]) == 2
     point = cv["grouped"]["summary"]["ffnn"]["at_recall_target"]
-    assert point["recall_target"] == 0.9 and {"arg", "background"} <= set(point["positive_rate_by_label"])
+    # 60 rows hold arg and at least one kind of negative (which kinds depends on the sample)
+    labels = set(point["positive_rate_by_label"])
+    assert point["recall_target"] == 0.9 and "arg" in labels and labels & {"background", "virulence"}
     card = (project / "deploy" / "arg-binary" / "model_card.md").read_text()
     assert card == (project / "docs" / "model-cards" / "arg-binary.md").read_text()
     grouped_f1 = cv["grouped"]["summary"]["ffnn"]["macro_f1"]

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+import sqlalchemy.exc
 import yaml
 from optuna_integration import PyTorchLightningPruningCallback
 
@@ -263,6 +266,29 @@ def rescore_candidates(
     return scored
 
 
+def _open_study(study_name: str, storage: str, seed: int, settings: SweepSettings) -> optuna.Study:
+    """Create the study, or load it when it exists; retried, since workers started together race to create it."""
+    for attempt in range(5):
+        try:
+            return optuna.create_study(
+                study_name=study_name,
+                storage=storage,
+                direction="maximize",
+                sampler=optuna.samplers.TPESampler(seed=seed),
+                pruner=optuna.pruners.MedianPruner(
+                    n_startup_trials=settings.startup_trials, n_warmup_steps=settings.warmup_epochs
+                ),
+                load_if_exists=True,
+            )
+        except (optuna.exceptions.DuplicatedStudyError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            # The loser of a race on the schema or the study row; a real connection problem fails every attempt.
+            if attempt == 4:
+                raise ConfigError(f"cannot open study {study_name} in {storage}: {exc}") from None
+            log.info("study %s: retrying after %s", study_name, type(exc).__name__)
+            time.sleep(0.5 + random.random() * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def run_sweep(
     data_path: Path | str,
     base: RunConfig,
@@ -299,16 +325,7 @@ def run_sweep(
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     study_name = study_name or f"arginator-{Path(data_path).parent.name or Path(data_path).stem}"
     data = prepare_dataset(data_path, base.data, Path(split_file), write=False)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=settings.startup_trials, n_warmup_steps=settings.warmup_epochs
-        ),
-        load_if_exists=True,
-    )
+    study = _open_study(study_name, storage, seed, settings)
     study.optimize(make_objective(data, data_path, base, space, settings), n_trials=trials or settings.trials)
     frame = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration", "user_attrs"))
     atomic.write_text(out / "trials.csv", frame.to_csv(index=False))
