@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy.stats import kendalltau
 
 from arginator import atomic
@@ -139,9 +140,10 @@ def rank_embeddings(
         The content of rank.json.
     """
     ids, items = read_inputs(raw_dir)
-    frame = read_split_frame(split_file)
+    frame = _read_split(split_file)
     if limit and limit < len(ids):
-        labels = [frame.get(i, "") for i in ids]
+        first_labels = dict(zip(frame.index, frame["label"].str.split(";").str[0], strict=True))
+        labels = [first_labels.get(i, "") for i in ids]
         keep = _stratified(labels, limit, config.data.seed)
         ids, items = [ids[i] for i in keep], [items[i] for i in keep]
     results: dict[str, Any] = {"raw": str(raw_dir), "rows": len(ids), "candidates": {}}
@@ -160,7 +162,7 @@ def rank_embeddings(
             embed_items(ids, items, embedder, path, cache_dir=cache_dir)
             embedded = time.perf_counter() - start
             table, targets = load_task_table(path, config.data)
-            split = _subset_split(split_file, table)
+            split = frame.loc[list(table.ids), "split"].to_numpy()
             start = time.perf_counter()
             columns = one_hot_columns(targets.y, config.data.task, len(targets.classes))
             entry = {
@@ -172,9 +174,8 @@ def rank_embeddings(
             entry["score_seconds"] = time.perf_counter() - start
             if check:
                 start = time.perf_counter()
-                groups = Path(tmp) / "groups.csv"
-                _write_groups(split_file, table, groups)
-                cv = cross_validate(path, config, groups, Path(tmp) / "cv", k=folds, only=("grouped",))
+                # the split file's groups; ids it holds beyond the kept rows are not looked up
+                cv = cross_validate(path, config, split_file, Path(tmp) / "cv", k=folds, only=("grouped",))
                 entry["ffnn_cv_macro_f1"] = cv["grouped"]["summary"]["ffnn"]["macro_f1"]
                 entry["train_seconds"] = time.perf_counter() - start
             results["candidates"][spec] = entry
@@ -188,36 +189,17 @@ def rank_embeddings(
     return results
 
 
-def read_split_frame(split_file: Path | str) -> dict[str, str]:
-    """The first label of each id in a split file (for stratified subsampling)."""
-    import pandas as pd
-
+def _read_split(split_file: Path | str) -> pd.DataFrame:
+    """The split file (id, label, split, group), indexed by id."""
     try:
-        frame = pd.read_csv(split_file, dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as exc:
+        return pd.read_csv(split_file, dtype=str, keep_default_na=False).set_index("id")
+    except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"cannot read split file {split_file}: {exc}") from None
-    return dict(zip(frame["id"], frame["label"].str.split(";").str[0], strict=True))
 
 
 def _kept_labels(labels_file: str, id_column: str, ids: list[str], tmp: str) -> Path:
-    import pandas as pd
-
+    """A labels file holding the kept rows only (every labelled id must have a vector)."""
     frame = pd.read_csv(labels_file, dtype=str, keep_default_na=False)
     out = Path(tmp) / "labels.csv"
     frame[frame[id_column].isin(set(ids))].to_csv(out, index=False)
     return out
-
-
-def _subset_split(split_file: Path | str, table: EmbeddingTable) -> np.ndarray:
-    import pandas as pd
-
-    frame = pd.read_csv(split_file, dtype=str, keep_default_na=False).set_index("id")
-    return frame.loc[list(table.ids), "split"].to_numpy()
-
-
-def _write_groups(split_file: Path | str, table: EmbeddingTable, out: Path) -> None:
-    """The split file's rows for the table's ids (the check's folds need a group per row)."""
-    import pandas as pd
-
-    frame = pd.read_csv(split_file, dtype=str, keep_default_na=False).set_index("id")
-    frame.loc[list(table.ids)].reset_index().to_csv(out, index=False)
