@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -235,12 +237,74 @@ def fuzz(c: Context, model: str = "deploy/arg-binary", max_examples: int = 100) 
     c.run(f"python -m tests.performancetests.fuzz --model {model} --max-examples {max_examples}", pty=False)
 
 
-@task
-def docker_build(c: Context, tag: str = "latest", model: str = "") -> None:
-    """Build the API and training images (needs a Docker engine); --model bakes a model directory into the API image."""
+DEFAULT_BASE = "python:3.11-slim"
+# Podman as root on hosts with hybrid cgroups needs runc and explicit ulimits; harmless elsewhere.
+PODMAN_GLOBAL = "--runtime runc" if shutil.which("runc") else ""
+PODMAN_LIMITS = "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+
+
+def _docker_engine_runs() -> bool:
+    """A docker client alone is not enough: its engine must answer."""
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False).returncode == 0
+
+
+def container_engine(engine: str = "") -> str:
+    """The engine named, else docker if its engine runs, else podman (with its flags for this kind of host)."""
+    name = engine or ("docker" if _docker_engine_runs() else "podman")
+    return f"podman {PODMAN_GLOBAL}".strip() if name == "podman" else name
+
+
+def base_image(c: Context, engine: str) -> str:
+    """python:3.11-slim when present or pullable; else a local Debian bookworm base (dockerfiles/debian-base.sh)."""
+    if c.run(f"{engine} image inspect {DEFAULT_BASE}", warn=True, hide=True).ok:
+        return DEFAULT_BASE
+    if c.run(f"{engine} pull {DEFAULT_BASE}", warn=True, hide=True, timeout=300).ok:
+        return DEFAULT_BASE
+    print(f"{DEFAULT_BASE} cannot be pulled here: building a local Debian base instead")
+    name = engine.split()[0]
+    return c.run(f"CONTAINER_ENGINE={name} dockerfiles/debian-base.sh", hide="out").stdout.strip()
+
+
+def build_flags(engine: str) -> str:
+    """Build flags for the engine.
+
+    For podman: the host's network and CA bundle (pip in the build), explicit ulimits, and Docker format (OCI images
+    drop HEALTHCHECK). The folder of a local torch wheel (PIP_FIND_LINKS) is mounted when there is one.
+    """
+    flags = ""
+    if engine.startswith("podman"):
+        flags = f"{PODMAN_LIMITS} --network host --format docker -v /etc/ssl/certs:/etc/ssl/certs:ro"
+    links = os.environ.get("PIP_FIND_LINKS", "")
+    if links:
+        flags += f" --build-arg PIP_FIND_LINKS={links}"
+        if Path(links).is_dir():
+            flags += f" -v {links}:{links}:ro"
+    return flags
+
+
+@task(
+    help={
+        "tag": "Image tag (arginator-api:<tag>, arginator-train:<tag>).",
+        "model": "A model directory to bake into the API image (default: mounted at run time).",
+        "engine": "docker or podman (default: docker if its engine runs, else podman).",
+        "base": "Base image (default: python:3.11-slim, or a local Debian base where it cannot be pulled).",
+        "only": "api or train (default: both).",
+    }
+)
+def docker_build(
+    c: Context, tag: str = "latest", model: str = "", engine: str = "", base: str = "", only: str = ""
+) -> None:
+    """Build the API and training images with docker or podman."""
+    command = container_engine(engine)
+    base = base or base_image(c, command)
+    flags = f"{build_flags(command)} --build-arg BASE_IMAGE={base}"
     baked = f" --build-arg MODEL_DIR={model}" if model else ""
-    c.run(f"docker build -f dockerfiles/api.dockerfile{baked} -t arginator-api:{tag} .")
-    c.run(f"docker build -f dockerfiles/train.dockerfile -t arginator-train:{tag} .")
+    if only in ("", "api"):
+        c.run(f"{command} build {flags}{baked} -f dockerfiles/api.dockerfile -t arginator-api:{tag} .")
+    if only in ("", "train"):
+        c.run(f"{command} build {flags} -f dockerfiles/train.dockerfile -t arginator-train:{tag} .")
 
 
 @task

@@ -95,18 +95,23 @@ def test_torch_is_pinned_in_one_file():
     assert not spelled, f"torch=={version} is spelled outside {TORCH_PIN.name}: {sorted(spelled)}"
 
 
-def test_ci_installs_pinned_torch_before_the_project():
-    script = (ROOT / ".ci" / "run").read_text()
+def test_bootstrap_installs_pinned_torch_before_the_project():
+    script = (ROOT / "script" / "bootstrap").read_text()
     torch_at = script.index("-r requirements_torch.txt")
     assert torch_at < script.index('-e ".[dev]"')
-    assert "invoke test" in script
 
 
-def test_readme_installs_pinned_torch_before_the_project():
+def test_readme_top_shows_the_two_commands_and_ci_runs_the_second():
     readme = (ROOT / "README.md").read_text()
-    install = next(line for line in readme.splitlines() if '-e ".[dev]"' in line)
-    assert "-r requirements_torch.txt" in install
-    assert install.index("requirements_torch.txt") < install.index('-e ".[dev]"')
+    block = readme.split("## The two commands", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands == ["script/pipeline", "script/test"]
+    for command in commands:
+        script = (ROOT / command).read_text()
+        assert "script/bootstrap" in script and (ROOT / command).stat().st_mode & 0o111
+    assert "invoke pipeline" in (ROOT / "script" / "pipeline").read_text()
+    assert "invoke test" in (ROOT / "script" / "test").read_text()
+    assert re.search(r"^script/test$", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)
 
 
 def test_dockerfiles_use_the_torch_pin_or_no_torch():

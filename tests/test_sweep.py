@@ -121,7 +121,7 @@ def test_the_shipped_search_space_covers_the_issue_s_dimensions():
 def _postgres_binaries() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
-        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (script/bootstrap does)")
     return found[-1].parent
 
 

@@ -70,8 +70,15 @@ def train(
         bool, typer.Option(help="Replace an existing run in --out (after the new data is validated).")
     ] = False,
     evaluate: Annotated[bool, typer.Option(help="Evaluate both models on the test split afterwards.")] = True,
+    embedder: Annotated[str, typer.Option(help="The embedder of --data, recorded in the W&B model artifact.")] = (
+        "unknown"
+    ),
 ) -> None:
-    """Train the FFNN and the logistic-regression baseline, then evaluate both on the test split."""
+    """Train the FFNN and the logistic-regression baseline, then evaluate both on the test split.
+
+    With W&B on (offline by default), the run's configuration, per-epoch metrics, figures and model (checkpoint and
+    ONNX) are logged as one W&B run with a `model-<run>` artifact.
+    """
     _setup_logging()
     try:
         from arginator.config import load_config
@@ -107,6 +114,11 @@ def train(
             metrics = evaluate_run(out)
             typer.echo(_summary(metrics))
             typer.echo(f"wrote {out / 'metrics.json'}, {out / 'report.md'} and {out / 'figures'}/", err=True)
+        if result.tracking_run is not None:
+            from arginator.shipping.artifacts import log_model_artifact
+
+            name = log_model_artifact(result.tracking_run, out, report_dir=out if evaluate else None, embedder=embedder)
+            typer.echo(f"logged W&B artifact {name}", err=True)
     except ArginatorError as exc:
         raise _fail(exc) from None
 

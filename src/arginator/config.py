@@ -73,6 +73,10 @@ class ModelConfig(_Strict):
     norm: Literal["none", "batch", "layer"] = "batch"
     # Standardise each input feature with training-set statistics (embeddings' scales vary widely between models).
     standardize: bool = True
+    # Pre-train the trunk with the supervised contrastive loss, then train the head alone (`training.contrastive`).
+    contrastive: Literal["none", "supcon"] = "none"
+    contrastive_temperature: float = Field(default=0.1, gt=0)
+    contrastive_epochs: int = Field(default=30, gt=0)
 
     @field_validator("hidden_sizes")
     @classmethod

@@ -139,6 +139,26 @@ class EmbeddingClassifier(L.LightningModule):
             self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weights)
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._loss_sums: dict[str, list] = {}
+        self.trunk_frozen = False
+
+    def freeze_trunk(self) -> None:
+        """Train the head alone from now on (after contrastive pre-training): hidden layers fixed, in eval mode."""
+        self.trunk_frozen = True
+        for parameter in self.net.layers[:-1].parameters():
+            parameter.requires_grad_(False)
+        self.net.layers[:-1].eval()
+
+    def on_train_epoch_start(self) -> None:
+        """Keep a frozen trunk in eval mode: Lightning restores submodule modes it captured around validation."""
+        if self.trunk_frozen:
+            self.net.layers[:-1].eval()
+
+    def train(self, mode: bool = True) -> EmbeddingClassifier:
+        """As `nn.Module.train`, but a frozen trunk's normalisation and dropout stay in eval mode."""
+        super().train(mode)
+        if self.trunk_frozen:
+            self.net.layers[:-1].eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits; squeezed to (batch,) for the binary head."""
@@ -189,7 +209,9 @@ class EmbeddingClassifier(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW with the configured learning rate and weight decay."""
         return torch.optim.AdamW(
-            self.parameters(), lr=self.train_config.learning_rate, weight_decay=self.train_config.weight_decay
+            [p for p in self.parameters() if p.requires_grad],
+            lr=self.train_config.learning_rate,
+            weight_decay=self.train_config.weight_decay,
         )
 
     @torch.no_grad()

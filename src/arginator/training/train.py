@@ -7,7 +7,6 @@ What a run directory holds, and how it is read and written, is in `training.runs
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, Logger
 from sklearn.exceptions import ConvergenceWarning
 
 from arginator import atomic
@@ -30,6 +28,8 @@ from arginator.errors import ConfigError
 from arginator.serving.decide import decide
 from arginator.training import runs
 from arginator.training.calibration import calibrate, carry_thresholds
+from arginator.training.contrastive import pretrain_trunk
+from arginator.training.loggers import run_loggers, tracking_run
 from arginator.training.metrics import macro_f1
 from arginator.training.model import EmbeddingClassifier, LogisticBaseline
 from arginator.training.novelty import fit_novelty
@@ -44,6 +44,7 @@ class TrainResult:
     run_dir: Path
     best_checkpoint: Path
     epochs_trained: int
+    tracking_run: Any = None  # the W&B run, still open for the model artifact (None when W&B is disabled)
 
 
 def class_weights(y: np.ndarray, task: str, num_classes: int) -> list[float]:
@@ -84,35 +85,20 @@ def progress_bar(steps_per_epoch: int) -> TQDMProgressBar:
     return TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))
 
 
-def resolve_wandb_mode(mode: str) -> str:
-    """`auto` is the WANDB_MODE environment variable if set, else online with an API key, else offline."""
-    if mode != "auto":
-        return mode
-    return os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
-
-
-def _loggers(config: RunConfig, run_dir: Path) -> list[Logger]:
-    loggers: list[Logger] = [CSVLogger(save_dir=run_dir, name="logs", version="")]
-    mode = resolve_wandb_mode(config.train.wandb.mode)
-    if mode == "disabled":
-        return loggers
-    try:
-        from lightning.pytorch.loggers import WandbLogger
-    except ImportError:  # pragma: no cover - only without the tracking extra
-        log.warning("wandb is not installed; logging to CSV only (pip install 'arginator[tracking]')")
-        return loggers
-    os.environ.setdefault("WANDB_SILENT", "true")
-    loggers.append(
-        WandbLogger(
-            project=config.train.wandb.project,
-            name=run_dir.name,
-            save_dir=str(run_dir),
-            offline=mode == "offline",
-            mode=mode,
-            config=config.model_dump(mode="json"),
-        )
+def _pretrain(module: EmbeddingClassifier, x: np.ndarray, y: np.ndarray, config: RunConfig) -> None:
+    device = "cuda" if config.train.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+    pretrain_trunk(
+        module.net,
+        x,
+        y,
+        config.data.task,
+        epochs=config.model.contrastive_epochs,
+        batch_size=config.train.batch_size,
+        learning_rate=config.train.learning_rate,
+        temperature=config.model.contrastive_temperature,
+        seed=config.train.seed,
+        device=device,
     )
-    return loggers
 
 
 def fit_baseline(config: RunConfig, data: PreparedData) -> tuple[LogisticBaseline, list[float]]:
@@ -294,6 +280,10 @@ def _fit(
     )
     if config.model.standardize and not resume:
         module.net.set_input_statistics(x_train)
+    if config.model.contrastive == "supcon":
+        if not resume:  # a resumed run's trunk comes from its checkpoint
+            _pretrain(module, x_train, y_train, config)
+        module.freeze_trunk()
     datamodule = EmbeddingDataModule(
         {split: data.arrays(split) for split in ("train", "val")}, config.train.batch_size, seed=config.train.seed
     )
@@ -308,7 +298,7 @@ def _fit(
         devices=1,
         deterministic=config.train.deterministic,
         callbacks=callbacks,
-        logger=_loggers(config, run_dir),
+        logger=run_loggers(config, run_dir),
         enable_progress_bar=config.train.progress_bar,
         enable_model_summary=config.train.progress_bar,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
@@ -319,6 +309,7 @@ def _fit(
     last_checkpoint = run_dir / runs.CHECKPOINTS / "last.ckpt"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # Lightning vs newer torch; harmless
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")  # a frozen trunk, on purpose
         if resume:  # the run's folders exist by design when resuming
             warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=last_checkpoint if resume else None, weights_only=True)
@@ -349,4 +340,4 @@ def _fit(
         baseline, baseline_thresholds = fit_baseline(config, data)
         runs.save_baseline(baseline, baseline_thresholds, run_dir / runs.BASELINE)
     shutil.rmtree(run_dir / "lightning_logs", ignore_errors=True)  # Lightning's default folder; loggers are explicit
-    return TrainResult(run_dir, best, int(trainer.current_epoch))
+    return TrainResult(run_dir, best, int(trainer.current_epoch), tracking_run(trainer.loggers))

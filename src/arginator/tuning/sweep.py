@@ -47,6 +47,7 @@ TARGETS = {
     "weight_decay": ("train", "weight_decay"),
     "batch_size": ("train", "batch_size"),
     "class_weights": ("train", "class_weights"),
+    "contrastive": ("model", "contrastive"),
 }
 KNOWN = {*TARGETS, "depth", "width"}
 
