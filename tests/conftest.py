@@ -123,7 +123,7 @@ class Server:
             start_new_session=True,  # its own process group: stop() also ends what it started (e.g. invoke's uvicorn)
         )
 
-    def wait(self, timeout: float = 60) -> Server:
+    def wait(self, timeout: float = 60, path: str = "/health") -> Server:
         import time
         import urllib.request
 
@@ -132,7 +132,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.output()}")
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1):
+                with urllib.request.urlopen(self.url + path, timeout=1):
                     return self
             except OSError:
                 time.sleep(0.2)
@@ -162,3 +162,20 @@ class Server:
         output = self.output()
         self.log.close()
         return output
+
+
+def headless_chromium(**capabilities: object):
+    """Debian's chromium through its chromedriver, headless (Selenium); extra capabilities e.g. browser logs."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or shutil.which("google-chrome") or "/usr/bin/chromium"
+    flags = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900")
+    for flag in flags:
+        options.add_argument(flag)
+    for key, value in capabilities.items():
+        options.set_capability(key, value)
+    return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"))

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from arginator.serving.predictor import Predictor
-from tests.conftest import Server, write_linear_onnx
+from tests.conftest import Server, headless_chromium, write_linear_onnx
 
 DIM = 16
 CLASSES = ["alpha", "beta", "gamma"]
@@ -23,11 +19,7 @@ def page(tmp_path_factory):
     weights = np.random.default_rng(2).normal(size=(DIM, 3)).astype(np.float32)
     path = write_linear_onnx(tmp_path_factory.mktemp("web") / "model.onnx", weights, "multiclass", CLASSES)
     server = Server({"ARGINATOR_MODEL": str(path)}).wait()
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or shutil.which("google-chrome") or "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"))
+    driver = headless_chromium()
     try:
         driver.get(server.url + "/")
         WebDriverWait(driver, 20).until(lambda d: "classes:" in d.find_element(By.ID, "model").text)
