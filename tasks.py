@@ -308,6 +308,12 @@ def docker_build(
 
 
 @task
+def bench_ray(c: Context, rows: int = 1_000_000, repeats: int = 3) -> None:
+    """Batch prediction on Ray Data (2 actors, 1 actor) vs one process -> reports/benchmarks/predict_ray.md."""
+    c.run(f"python benchmarks/predict_ray.py --rows {rows} --repeats {repeats}", pty=False)
+
+
+@task
 def precommit(c: Context) -> None:
     """Run every pre-commit hook on all files (local hooks, works offline)."""
     c.run("pre-commit run --all-files")

@@ -350,10 +350,15 @@ def predict(
             "name@v1.2.3.",
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Predictions: .csv or .parquet.")],
+    out: Annotated[Path, typer.Option(help="Predictions: .csv or .parquet (--engine ray: a Parquet directory).")],
     chunk_rows: Annotated[int, typer.Option(help="Rows read and predicted at a time (bounds memory).")] = 8192,
     min_confidence: Annotated[float, typer.Option(help="Flag rows whose confidence is below this.")] = 0.5,
-    threads: Annotated[int, typer.Option(help="ONNX Runtime threads (0: all cores).")] = 0,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads (0: all cores); --engine ray: per worker.")] = 0,
+    engine: Annotated[str, typer.Option(help="local (one process) or ray (Ray Data actors).")] = "local",
+    workers: Annotated[int, typer.Option(help="--engine ray: prediction actors.")] = 2,
+    ray_address: Annotated[
+        str | None, typer.Option(envvar="RAY_ADDRESS", help="--engine ray: a cluster to join (default: local Ray).")
+    ] = None,
 ) -> None:
     """Predict every row of an embedding file with an exported ONNX model, streaming in chunks."""
     from tqdm import tqdm
@@ -361,6 +366,19 @@ def predict(
     from arginator.serving.predictor import Predictor
     from arginator.serving.streaming import predict_file
 
+    if engine not in ("local", "ray"):
+        raise _fail(ArginatorError(f"--engine must be local or ray, not '{engine}'"))
+    if engine == "ray":
+        from arginator.serving.ray_batch import predict_with_ray
+
+        try:
+            rows = predict_with_ray(
+                [source], _model_path(model), out, workers, max(threads, 1), chunk_rows, min_confidence, ray_address
+            )
+        except ArginatorError as exc:
+            raise _fail(exc) from None
+        typer.echo(f"{rows} rows -> {out}/ (Ray Data, {workers} workers)")
+        return
     try:
         predictor = Predictor(_model_path(model), threads=threads, min_confidence=min_confidence)
         with tqdm(unit=" rows", unit_scale=True, mininterval=0.5, file=sys.stderr, desc=source.name) as bar:

@@ -58,6 +58,28 @@ class _ParquetSink:
             self.writer.close()
 
 
+def output_columns(predictor: Predictor) -> list[str]:
+    """The prediction columns, in order: id, label, confidence, abstained, novelty (if the model has it), p_<class>."""
+    novelty = ["novelty"] if predictor.info.novelty_threshold is not None else []
+    return ["id", "label", "confidence", "abstained", *novelty, *(f"p_{c}" for c in predictor.info.classes)]
+
+
+def prediction_columns(predictor: Predictor, ids: list[str], vectors: np.ndarray) -> dict[str, Any]:
+    """One chunk's predictions as columns (`output_columns` order). Raises InvalidInput for bad rows."""
+    result = predictor.predict_details(vectors)
+    columns: dict[str, Any] = {
+        "id": list(ids),
+        "label": result.labels,
+        "confidence": result.confidence.astype(np.float32),
+        "abstained": result.abstained,
+    }
+    if result.novelty is not None:
+        columns["novelty"] = result.novelty.astype(np.float32)
+    for j, name in enumerate(predictor.info.classes):
+        columns[f"p_{name}"] = result.probabilities[:, j]
+    return columns
+
+
 def predict_file(
     predictor: Predictor,
     source: Path | str,
@@ -77,7 +99,7 @@ def predict_file(
         raise InvalidInput(f"output must end in .csv or .parquet, got '{out.name}'")
     classes = predictor.info.classes
     novelty = predictor.info.novelty_threshold is not None
-    header = ["id", "label", "confidence", "abstained", *(["novelty"] if novelty else []), *(f"p_{c}" for c in classes)]
+    header = output_columns(predictor)
     total = 0
     with atomic_path(out) as partial:
         sink = _CsvSink(partial, header) if suffix == ".csv" else _ParquetSink(partial, header)
@@ -86,19 +108,9 @@ def predict_file(
                 if not chunk.ids:  # e.g. a CSV with a header only
                     continue
                 try:
-                    result = predictor.predict_details(chunk.vectors)
+                    columns = prediction_columns(predictor, chunk.ids, chunk.vectors)
                 except InvalidInput as exc:
                     raise InvalidInput(f"{Path(source).name}, chunk starting at id '{chunk.ids[0]}': {exc}") from None
-                columns: dict[str, Any] = {
-                    "id": chunk.ids,
-                    "label": result.labels,
-                    "confidence": result.confidence.astype(np.float32),
-                    "abstained": result.abstained,
-                }
-                if result.novelty is not None:
-                    columns["novelty"] = result.novelty.astype(np.float32)
-                for j, name in enumerate(classes):
-                    columns[f"p_{name}"] = result.probabilities[:, j]
                 if suffix == ".csv":  # fixed precision keeps CSVs small and diffable
                     for key in ("confidence", *(["novelty"] if novelty else []), *(f"p_{c}" for c in classes)):
                         columns[key] = [f"{v:.6g}" for v in columns[key]]

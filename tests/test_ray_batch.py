@@ -1,0 +1,68 @@
+"""Batch prediction on Ray Data: a local Ray instance, two actors, the same answers as `arginator predict`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from arginator.errors import ModelLoadError
+from arginator.serving.predictor import Predictor
+from arginator.serving.ray_batch import predict_with_ray
+from arginator.serving.streaming import predict_file
+from tests.conftest import write_linear_onnx
+
+DIM = 32
+
+
+def _embeddings(path: Path, rows: int, seed: int, prefix: str) -> Path:
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as handle:
+        handle["embeddings"] = rng.normal(size=(rows, DIM)).astype(np.float32)
+        handle["ids"] = np.array([f"{prefix}{i:05d}" for i in range(rows)], dtype="S")
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray")
+    weights = np.random.default_rng(0).normal(size=(DIM, 3)).astype(np.float32)
+    model = write_linear_onnx(root / "model.onnx", weights, "multiclass", list("abc"))
+    return root, model, [_embeddings(root / "one.h5", 30_000, 1, "x"), _embeddings(root / "two.h5", 7_000, 2, "y")]
+
+
+def test_ray_actors_give_the_single_process_answers_in_input_order(inputs):
+    root, model, files = inputs
+    out = root / "ray-out"
+    rows = predict_with_ray(files, model, out, workers=2, cpus_per_worker=1, chunk_rows=2048)
+    assert rows == 37_000
+    got = pads.dataset(out, format="parquet").to_table().to_pandas()
+    expected = []
+    for file in files:
+        predict_file(Predictor(model, threads=1), file, root / f"{file.stem}.parquet", chunk_rows=2048)
+        expected.append(pq.read_table(root / f"{file.stem}.parquet").to_pandas())
+    pd.testing.assert_frame_equal(got, pd.concat(expected, ignore_index=True))
+    assert not (root / "ray-out.partial").exists()
+
+
+def test_cli_engine_ray_and_its_errors(inputs, tmp_path):
+    _, model, files = inputs
+    command = [sys.executable, "-m", "arginator.cli", "predict", str(files[1]), "--model", str(model)]
+    done = subprocess.run([*command, "--out", str(tmp_path / "p"), "--engine", "ray", "--workers", "2"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "7000 rows" in done.stdout and len(pads.dataset(tmp_path / "p").to_table()) == 7000
+    wrong = subprocess.run(
+        [*command, "--out", str(tmp_path / "q"), "--engine", "spark"], capture_output=True, text=True, check=False
+    )
+    assert wrong.returncode == 2 and "--engine must be local or ray" in wrong.stderr
+    with pytest.raises(ModelLoadError):
+        predict_with_ray(files, tmp_path / "missing.onnx", tmp_path / "r")
+    assert not (tmp_path / "r").exists()
