@@ -13,20 +13,11 @@ import argparse
 import re
 import shutil
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import h5py
-import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.conftest import write_linear_onnx  # noqa: E402
-
-DIM = 1024
+from large_input import DIM, write_large_input
 
 
 def main() -> None:
@@ -36,17 +27,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/arginator-stream"))
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/predict_stream.md"))
     args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    source = args.workdir / "embeddings.h5"
-    rng = np.random.default_rng(0)
-    with h5py.File(source, "w") as handle:
-        matrix = handle.create_dataset("embeddings", shape=(args.rows, DIM), dtype="f4", chunks=(1024, DIM))
-        for start in range(0, args.rows, 65536):
-            stop = min(args.rows, start + 65536)
-            matrix[start:stop] = rng.standard_normal((stop - start, DIM), dtype=np.float32)
-    model = write_linear_onnx(
-        args.workdir / "model.onnx", rng.normal(size=(DIM, 5)).astype(np.float32) / 32, "multiclass", list("abcde")
-    )
+    source, model = write_large_input(args.workdir, args.rows)
     predictions = args.workdir / "predictions.parquet"
     started = time.perf_counter()
     result = subprocess.run(
