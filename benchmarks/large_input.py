@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,3 +31,11 @@ def write_large_input(workdir: Path, rows: int, seed: int = 0) -> tuple[Path, Pa
         workdir / "model.onnx", rng.normal(size=(DIM, 5)).astype(np.float32) / 32, "multiclass", list("abcde")
     )
     return source, model
+
+
+def finish(lines: list[str], out: Path, workdir: Path) -> None:
+    """Write the report, print it, and remove the (multi-GB) working directory."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    shutil.rmtree(workdir)

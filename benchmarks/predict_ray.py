@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-from large_input import DIM, write_large_input
+from large_input import DIM, finish, write_large_input
 
 
 def _run(arguments: list[str]) -> float:
@@ -100,10 +100,7 @@ def main() -> None:
         per_worker = f"{args.rows / seconds / workers:,.0f}" if "Ray" in name else ""
         lines.append(f"| {name} | {seconds:.1f} | {args.rows / seconds:,.0f} | {per_worker} | {base / seconds:.2f}x |")
     lines += ["", f"Outputs identical to the single process's: {'yes' if identical else 'NO'}."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    shutil.rmtree(args.workdir)
+    finish(lines, args.out, args.workdir)
 
 
 if __name__ == "__main__":

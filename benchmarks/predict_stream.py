@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from large_input import DIM, write_large_input
+from large_input import DIM, finish, write_large_input
 
 
 def main() -> None:
@@ -62,10 +62,7 @@ def main() -> None:
         f"- peak RSS {peak_kb / 1024:.0f} MiB (target < 1 GiB)",
         f"- output {predictions.stat().st_size / 1e6:.0f} MB",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    shutil.rmtree(args.workdir)
+    finish(lines, args.out, args.workdir)
 
 
 if __name__ == "__main__":
