@@ -68,3 +68,28 @@ def test_gate_refuses_to_judge_without_results(tmp_path):
     done = _gate(tmp_path, "--base", "main")
     assert done.returncode == 2 and "no reports/cv" in done.stderr
     assert _gate(tmp_path, "--base", "no-such-branch").returncode == 2
+
+
+def test_plot_diff_renders_dvc_plots_json_as_images(tmp_path):
+    """`.ci/plot_diff.py` on the shape `dvc plots diff --json` prints (vega-lite spec, y in the first layer)."""
+    rows = [
+        {"model": model, "class": "x", "recall": str(r), "precision": str(1 - r / 2), "rev": rev}
+        for rev in ("workspace", "main")
+        for model in ("ffnn", "baseline")
+        for r in (0.0, 0.5, 1.0)
+    ]
+    spec = {
+        "data": {"values": rows},
+        "encoding": {"x": {"field": "recall"}, "color": {"field": "rev"}},
+        "layer": [{"layer": [{"mark": "line"}], "encoding": {"y": {"field": "precision"}}}],
+    }
+    payload = json.dumps({"data": {"reports/runs/a/pr_curves.csv": [{"type": "vega", "content": spec}]}})
+    script = GATE.with_name("plot_diff.py")
+    done = subprocess.run(
+        [sys.executable, str(script), "--out", str(tmp_path)], input=payload, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    image = tmp_path / "reports_runs_a_pr_curves.png"
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 5000
+    empty = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "e")], input='{"data": {}}', text=True)
+    assert empty.returncode == 1, "no plot at all is an error, not an empty comment"
