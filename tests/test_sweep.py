@@ -111,8 +111,9 @@ def test_the_shipped_search_space_covers_the_issue_s_dimensions():
     names = {p.name: p for p in space}
     assert set(names) == {
         "depth", "width", "dropout", "learning_rate", "weight_decay", "batch_size", "class_weights", "norm",
-        "activation",
+        "activation", "contrastive",
     }  # fmt: skip
+    assert names["contrastive"].choices == ("none", "supcon")
     assert (names["depth"].low, names["depth"].high) == (1, 4)
     assert (names["width"].low, names["width"].high, names["width"].log) == (64, 2048, True)
     assert names["learning_rate"].log and settings.trials == 40
