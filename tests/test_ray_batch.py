@@ -13,7 +13,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from arginator.errors import ModelLoadError
+from arginator.errors import InvalidInput, ModelLoadError
 from arginator.serving.predictor import Predictor
 from arginator.serving.ray_batch import predict_with_ray
 from arginator.serving.streaming import predict_file
@@ -66,3 +66,16 @@ def test_cli_engine_ray_and_its_errors(inputs, tmp_path):
     with pytest.raises(ModelLoadError):
         predict_with_ray(files, tmp_path / "missing.onnx", tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_bad_rows_fail_with_the_projects_error_and_leave_nothing(inputs, tmp_path):
+    _, model, _ = inputs
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as handle:
+        vectors = np.ones((100, DIM), dtype=np.float32)
+        vectors[57, 3] = np.nan
+        handle["embeddings"] = vectors
+        handle["ids"] = np.array([f"b{i}" for i in range(100)], dtype="S")
+    with pytest.raises(InvalidInput, match="NaN"):
+        predict_with_ray([bad], model, tmp_path / "out", workers=1)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()

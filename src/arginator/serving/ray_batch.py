@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from arginator.data.readers import iter_chunks
-from arginator.errors import InvalidInput
+from arginator.errors import ArginatorError, InvalidInput
 from arginator.serving.predictor import Predictor
 from arginator.serving.streaming import prediction_columns
 
@@ -91,6 +91,7 @@ def predict_with_ray(
         context.execution_options.preserve_order = True  # the output keeps the input's row order
         context.enable_progress_bars = False
         context.target_max_block_size = BLOCK_BYTES  # small blocks: a single file's chunks spread over every actor
+        context.raise_original_map_exception = True  # bad rows surface as the readers' / Predictor's own errors
         paths = ray.data.from_items([{"path": str(Path(p).resolve())} for p in sources])
         # Reading takes no CPU reservation, so it is not fused into the actors' operator (fused, one file would feed
         # a single actor) and its chunks spread over the whole pool.
@@ -104,9 +105,13 @@ def predict_with_ray(
         )
         partial = out.with_name(out.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        with warnings.catch_warnings():  # Ray warns from its plan's input estimate; the chunks arrive as many blocks
-            warnings.filterwarnings("ignore", message=r".*minimum number of concurrent actors.*")
-            predicted.write_parquet(str(partial))
+        try:
+            with warnings.catch_warnings():  # Ray warns from its plan's input estimate; chunks arrive as many blocks
+                warnings.filterwarnings("ignore", message=r".*minimum number of concurrent actors.*")
+                predicted.write_parquet(str(partial))
+        except ray.exceptions.RayError as exc:
+            shutil.rmtree(partial, ignore_errors=True)  # nothing half-written stays behind
+            raise _user_error(exc) from None
         total = sum(_row_count(f) for f in partial.glob("*.parquet"))
     finally:
         if started_here:
@@ -117,6 +122,18 @@ def predict_with_ray(
     partial.rename(out)
     log.info("%d rows -> %s (%d workers x %d CPUs)", total, out, workers, cpus_per_worker)
     return total
+
+
+def _user_error(exc: BaseException) -> ArginatorError:
+    """The project's own error inside a failed Ray task (bad rows, unreadable file), or the Ray failure itself."""
+    from ray.exceptions import RayError
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ArginatorError) and not isinstance(cause, RayError):  # not Ray's wrapper of it
+            return cause
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    return ArginatorError(f"the Ray job failed: {str(exc).splitlines()[0]}")
 
 
 def _row_count(path: Path) -> int:
