@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from arginator.embed import UniRepEmbedder
-from arginator.sources import read_inputs
+from arginator.inputs import read_inputs
 
 CHUNK = 256  # embed_items' default: the pipeline embeds 256 sequences per call
 PREVIOUS_BUCKETS = (64, 128, 192, 256, 320, 384, 512, 640, 768, 1024, 1280, 1536, 2048, 3072, 4096)

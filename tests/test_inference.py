@@ -143,19 +143,19 @@ def write_inputs(directory, x):
     return ids
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "matrix.h5",
-        "per_id.h5",
-        "table.csv",
-        "table.parquet",
-        "lists.parquet",
-        "stored.npz",
-        "compressed.npz",
-        "plain.npy",
-    ],
+FORMATS = (
+    "matrix.h5",
+    "per_id.h5",
+    "table.csv",
+    "table.parquet",
+    "lists.parquet",
+    "stored.npz",
+    "compressed.npz",
+    "plain.npy",
 )
+
+
+@pytest.mark.parametrize("name", FORMATS)
 def test_predict_file_streams_every_format(tmp_path, multiclass_model, rows, name):
     ids = write_inputs(tmp_path, rows)
     predictor = Predictor(multiclass_model)
@@ -172,9 +172,37 @@ def test_predict_file_streams_every_format(tmp_path, multiclass_model, rows, nam
     assert result["id"].tolist() == (ids if name != "plain.npy" else [str(i) for i in range(len(rows))])
 
 
+@pytest.mark.parametrize("name", FORMATS)
+def test_windows_of_rows_tile_the_file(tmp_path, rows, name):
+    # The Ray workers each read a window; the windows together must give every row once, in file order.
+    import pyarrow.parquet as pq
+
+    from arginator.data.readers import read_all, row_count
+
+    write_inputs(tmp_path, rows)
+    path = tmp_path / name
+    if name == "table.parquet":  # several row groups, so that a window starts and ends inside them
+        pq.write_table(pq.read_table(path), path, row_group_size=4)
+    whole = read_all(path)
+    total = row_count(path)
+    assert total == (None if name == "table.csv" else len(rows))
+    for chunk_rows in (3, 50):
+        pieces = [
+            chunk
+            for start in range(0, len(rows) + 5, 5)
+            for chunk in iter_chunks(path, chunk_rows=chunk_rows, window=(start, start + 5))
+        ]
+        assert all(len(piece.ids) <= chunk_rows for piece in pieces)
+        assert [i for piece in pieces for i in piece.ids] == whole.ids
+        np.testing.assert_array_equal(np.concatenate([piece.vectors for piece in pieces]), whole.vectors)
+    assert list(iter_chunks(path, window=(len(rows), None))) == []
+    tail = [i for chunk in iter_chunks(path, chunk_rows=2, window=(len(rows) - 3, None)) for i in chunk.ids]
+    assert tail == whole.ids[-3:]
+
+
 def test_stored_npz_is_memory_mapped_not_loaded(tmp_path, rows):
     write_inputs(tmp_path, rows)
-    from arginator.data.readers import npz_member as _npz_member
+    from arginator.data.numpy_files import npz_member as _npz_member
 
     assert isinstance(_npz_member(tmp_path / "stored.npz", "embeddings"), np.memmap)
     with zipfile.ZipFile(tmp_path / "compressed.npz") as archive:

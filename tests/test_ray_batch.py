@@ -13,9 +13,9 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from arginator.errors import InvalidInput, ModelLoadError
+from arginator.errors import DataError, InvalidInput, ModelLoadError
 from arginator.serving.predictor import Predictor
-from arginator.serving.ray_batch import predict_with_ray
+from arginator.serving.ray_batch import predict_with_ray, windows
 from arginator.serving.streaming import predict_file
 from tests.conftest import write_linear_onnx
 
@@ -41,7 +41,9 @@ def inputs(tmp_path_factory):
 def test_ray_actors_give_the_single_process_answers_in_input_order(inputs):
     root, model, files = inputs
     out = root / "ray-out"
-    rows = predict_with_ray(files, model, out, workers=2, cpus_per_worker=1, chunk_rows=2048)
+    # 30,000 + 7,000 rows in windows of 4,096: 10 windows, both files' last windows partial.
+    assert [(w["start"], w["stop"]) for w in windows(files, 4096)][-3:] == [(28672, 30000), (0, 4096), (4096, 7000)]
+    rows = predict_with_ray(files, model, out, workers=2, cpus_per_worker=1, chunk_rows=2048, window_rows=4096)
     assert rows == 37_000
     got = pads.dataset(out, format="parquet").to_table().to_pandas()
     expected = []
@@ -79,3 +81,18 @@ def test_bad_rows_fail_with_the_projects_error_and_leave_nothing(inputs, tmp_pat
     with pytest.raises(InvalidInput, match="NaN"):
         predict_with_ray([bad], model, tmp_path / "out", workers=1)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_csv_is_one_window_and_a_missing_file_is_named(inputs, tmp_path):
+    _, model, _ = inputs
+    table = pd.DataFrame(np.random.default_rng(4).normal(size=(50, DIM)), columns=[f"v{j}" for j in range(DIM)])
+    table.insert(0, "id", [f"c{i}" for i in range(50)])
+    table.to_csv(tmp_path / "rows.csv", index=False)
+    assert windows([tmp_path / "rows.csv"], 16) == [{"path": str(tmp_path / "rows.csv"), "start": 0, "stop": -1}]
+    assert predict_with_ray([tmp_path / "rows.csv"], model, tmp_path / "out", workers=1, chunk_rows=16) == 50
+    got = pads.dataset(tmp_path / "out", format="parquet").to_table().to_pandas()
+    predict_file(Predictor(model, threads=1), tmp_path / "rows.csv", tmp_path / "one.parquet", chunk_rows=16)
+    pd.testing.assert_frame_equal(got, pq.read_table(tmp_path / "one.parquet").to_pandas())
+    with pytest.raises(DataError, match="input not found"):
+        predict_with_ray([tmp_path / "nowhere.h5"], model, tmp_path / "out2", workers=1)
+    assert not (tmp_path / "out2").exists()

@@ -4,13 +4,13 @@ import pandas as pd
 import pytest
 
 from arginator.errors import DataError
+from arginator.inputs import read_inputs
 from arginator.sources import (
     DRUG_CLASSES,
     MIN_CLASS_SIZE,
     ambler_class,
     drug_classes,
     load_source,
-    read_inputs,
     subsample,
     translate_cds,
     write_raw,

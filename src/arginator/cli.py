@@ -109,6 +109,8 @@ def train(
 
         typer.echo(f"training into {out}", err=True)
         result = train_run(data, run_config, out, resume=resume, split_file=split, overwrite=overwrite)
+        if not result.primary:  # a DDP worker process: rank 0 reports, evaluates and logs
+            return
         typer.echo(f"trained {result.epochs_trained} epochs; best checkpoint {result.best_checkpoint}", err=True)
         if evaluate:
             metrics = evaluate_run(out)
@@ -221,18 +223,26 @@ def prepare(
 
 @app.command()
 def embed(
-    raw: Annotated[Path, typer.Option(help="Raw data directory (sequences.fasta or texts.csv).")],
+    raw: Annotated[
+        Path,
+        typer.Option(
+            "--raw",
+            "--input",
+            help="A FASTA file (.fasta/.fa/.faa, .gz too), a texts CSV (id,text), or a prepared directory holding "
+            "sequences.fasta or texts.csv.",
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="HDF5 file to write (one vector per id).")],
     embedder: Annotated[str, typer.Option(help="unirep | minilm | transformers")] = "unirep",
     size: Annotated[int, typer.Option(help="UniRep size: 64, 256 or 1900.")] = 256,
     model: Annotated[str | None, typer.Option(help="transformers: local path or hub name of the model.")] = None,
-    cache: Annotated[Path | None, typer.Option(help="Content cache directory ('' disables).")] = Path("data/cache"),
+    cache: Annotated[str, typer.Option(help="Content cache directory ('' disables).")] = "data/cache",
 ) -> None:
-    """Embed sequences or texts into the id -> vector HDF5 layout."""
+    """Embed sequences or texts (a FASTA file, a texts CSV or a prepared directory) into the id -> vector HDF5."""
     _setup_logging()
     try:
         from arginator.embed import embed_items, make_embedder
-        from arginator.sources import read_inputs
+        from arginator.inputs import read_inputs
 
         ids, items = read_inputs(raw)
         options: dict[str, object] = {"size": size} if embedder == "unirep" else {}
@@ -243,7 +253,7 @@ def embed(
         def progress(done: int, total: int) -> None:
             typer.echo(f"  embedded {done}/{total}", err=True)
 
-        embed_items(ids, items, backend, out, cache_dir=cache if cache and str(cache) else None, progress=progress)
+        embed_items(ids, items, backend, out, cache_dir=cache or None, progress=progress)
         typer.echo(f"wrote {len(ids)} {backend.name} vectors ({backend.dim} dims) to {out}", err=True)
     except ArginatorError as exc:
         raise _fail(exc) from None

@@ -18,7 +18,13 @@ from arginator.errors import ArginatorError
 
 @app.command()
 def predict(
-    source: Annotated[Path, typer.Argument(help="Embeddings: .h5/.hdf5, .parquet, .csv, .npz or .npy (any size).")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="Embeddings (.h5/.hdf5, .parquet, .csv, .npz, .npy), protein sequences (.fasta/.fa/.faa, .gz too) "
+            "or a texts CSV (id,text); any size."
+        ),
+    ],
     model: Annotated[
         str,
         typer.Option(
@@ -33,11 +39,17 @@ def predict(
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads (0: all cores); --engine ray: per worker.")] = 0,
     engine: Annotated[str, typer.Option(help="local (one process) or ray (Ray Data actors).")] = "local",
     workers: Annotated[int, typer.Option(help="--engine ray: prediction actors.")] = 2,
+    cache: Annotated[str, typer.Option(help="Sequences/texts: content cache of their vectors ('' disables).")] = (
+        "data/cache"
+    ),
     ray_address: Annotated[
         str | None, typer.Option(envvar="RAY_ADDRESS", help="--engine ray: a cluster to join (default: local Ray).")
     ] = None,
 ) -> None:
-    """Predict every row of an embedding file with an exported ONNX model, streaming in chunks."""
+    """Predict every row of an embedding file, or every sequence or text, with an exported ONNX model, in chunks.
+
+    Sequences and texts are embedded first with the embedder recorded in the model (through the content cache).
+    """
     from tqdm import tqdm
 
     from arginator.serving.predictor import Predictor
@@ -45,6 +57,12 @@ def predict(
 
     if engine not in ("local", "ray"):
         raise _fail(ArginatorError(f"--engine must be local or ray, not '{engine}'"))
+    raw_inputs = _holds_raw_inputs(source)
+    if raw_inputs and engine == "ray":
+        raise _fail(ArginatorError("--engine ray predicts embedding files: `arginator embed` the sequences first"))
+    if raw_inputs:
+        _predict_raw(source, _model_path(model), out, min(chunk_rows, 1024), min_confidence, threads, cache)
+        return
     if engine == "ray":
         from arginator.serving.ray_batch import predict_with_ray
 
@@ -63,6 +81,42 @@ def predict(
     except ArginatorError as exc:
         raise _fail(exc) from None
     typer.echo(f"{rows} rows -> {out} (model {predictor.info.name}, {predictor.info.variant}, {predictor.task})")
+
+
+def _holds_raw_inputs(source: Path) -> bool:
+    """Whether `source` holds sequences (a FASTA file) or texts (a CSV with a `text` column), not vectors."""
+    from arginator.inputs import is_fasta
+
+    if is_fasta(source):
+        return True
+    if source.suffix.lower() != ".csv" or not source.is_file():
+        return False
+    with source.open(encoding="utf-8", errors="replace") as handle:
+        header = handle.readline().strip().split(",")
+    return "text" in header
+
+
+def _predict_raw(
+    source: Path, model: Path, out: Path, chunk: int, min_confidence: float, threads: int, cache: str
+) -> None:
+    """`arginator predict` on sequences or texts: embed each chunk with the model's embedder, then predict it."""
+    from tqdm import tqdm
+
+    from arginator.embed import embed_cached, embedder_for_model
+    from arginator.serving.predictor import Predictor
+    from arginator.serving.streaming import predict_sequences
+
+    try:
+        predictor = Predictor(model, threads=threads, min_confidence=min_confidence)
+        embedder = embedder_for_model(predictor.info.embedder, predictor.input_dim)
+        cache_dir = cache or None  # '' (as typed) disables the cache
+        with tqdm(unit=" seqs", mininterval=0.5, file=sys.stderr, desc=source.name) as bar:
+            rows = predict_sequences(
+                predictor, source, lambda items: embed_cached(items, embedder, cache_dir), out, chunk, bar.update
+            )
+    except ArginatorError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{rows} rows -> {out} (model {predictor.info.name}, embedded with {embedder.name})")
 
 
 def _model_path(model: str) -> Path:

@@ -107,6 +107,11 @@ class TrainConfig(_Strict):
     seed: int = 42
     deterministic: bool = True
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    # Lightning's own multi-device training (`arginator train` only): e.g. strategy ddp, devices 2 (processes per
+    # machine; GPUs, or CPU processes talking over gloo), num_nodes for several machines (launched by torchrun/SLURM).
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    devices: int = Field(default=1, gt=0)
+    num_nodes: int = Field(default=1, gt=0)
     # Decision thresholds for sigmoid heads are tuned on the validation split; `false` keeps 0.5.
     tune_thresholds: bool = True
     # Calibrate the FFNN's confidence on validation (temperature scaling for softmax, Platt scaling for sigmoid heads).

@@ -252,6 +252,71 @@ def content_key(item: str) -> str:
     return hashlib.sha1(item.encode()).hexdigest()
 
 
+def embedder_for_model(name: str, dim: int) -> Embedder:
+    """The embedder a model was trained on, from its metadata (`embedder`, input dimension), to embed new inputs.
+
+    Raises:
+        DataError: the model's embedder cannot be rebuilt from its name (a user's own vectors, or a local
+            transformers model): embed with it yourself and predict the vectors.
+    """
+    if name == "unirep" or name.startswith("unirep"):
+        return UniRepEmbedder(size=dim)
+    if name == "minilm":
+        return SentenceEmbedder()
+    raise DataError(
+        f"the model's embedder '{name}' cannot be rebuilt here (only unirep and minilm): embed the inputs with it "
+        "and predict the vectors"
+    )
+
+
+def _cache_file(embedder: Embedder, cache_dir: Path | str) -> Path:
+    return Path(cache_dir) / f"{embedder.name.replace('/', '_').replace(':', '_')}.h5"
+
+
+def embed_cached(
+    items: Sequence[str],
+    embedder: Embedder,
+    cache_dir: Path | str | None = None,
+    chunk: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Vectors of `items` (n, dim), in order: each distinct input embedded once, the cache read first and filled.
+
+    Args:
+        items: protein sequences or texts.
+        embedder: the backend.
+        cache_dir: where `<embedder.name>.h5` caches vectors by content; None disables the cache.
+        chunk: inputs embedded per call (progress granularity; the cache is written after each).
+        progress: called with (done, total) after each chunk of inputs that were not cached.
+    """
+    keys = [content_key(item) for item in items]
+    vectors: dict[str, np.ndarray] = {}
+    cache_path = _cache_file(embedder, cache_dir) if cache_dir else None
+    if cache_path is not None and cache_path.exists():
+        with h5py.File(cache_path, "r") as cache:
+            for key in set(keys):
+                if key in cache:
+                    vectors[key] = cache[key][()]
+    todo = sorted({key: item for key, item in zip(keys, items, strict=True) if key not in vectors}.items())
+    log.info("%s: %d inputs, %d cached, %d to embed", embedder.name, len(items), len(items) - len(todo), len(todo))
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        for (key, _), vector in zip(part, embedder.embed([item for _, item in part]), strict=True):
+            vectors[key] = vector
+        if cache_path is not None:  # written per chunk: an interrupted run keeps what it computed
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            with h5py.File(cache_path, "a") as cache:
+                for key, _ in part:
+                    if key not in cache:
+                        cache.create_dataset(key, data=vectors[key])
+        if progress is not None:
+            progress(min(start + chunk, len(todo)), len(todo))
+    out = np.zeros((len(items), embedder.dim), dtype=np.float32)
+    for row, key in enumerate(keys):
+        out[row] = vectors[key]
+    return out
+
+
 def embed_items(
     ids: Sequence[str],
     items: Sequence[str],
@@ -280,34 +345,13 @@ def embed_items(
     bad = next((i for i in ids if "/" in i), None)
     if bad is not None:
         raise DataError(f"id '{bad}' contains '/', which HDF5 reads as a group separator")
-    keys = [content_key(item) for item in items]
-    vectors: dict[str, np.ndarray] = {}
-    cache_path = Path(cache_dir) / f"{embedder.name.replace('/', '_').replace(':', '_')}.h5" if cache_dir else None
-    if cache_path is not None and cache_path.exists():
-        with h5py.File(cache_path, "r") as cache:
-            for key in set(keys):
-                if key in cache:
-                    vectors[key] = cache[key][()]
-    todo = sorted({key: item for key, item in zip(keys, items, strict=True) if key not in vectors}.items())
-    log.info("%s: %d inputs, %d cached, %d to embed", embedder.name, len(items), len(items) - len(todo), len(todo))
-    for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
-        for (key, _), vector in zip(part, embedder.embed([item for _, item in part]), strict=True):
-            vectors[key] = vector
-        if cache_path is not None:  # written per chunk: an interrupted run keeps what it computed
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with h5py.File(cache_path, "a") as cache:
-                for key, _ in part:
-                    if key not in cache:
-                        cache.create_dataset(key, data=vectors[key])
-        if progress is not None:
-            progress(min(start + chunk, len(todo)), len(todo))
+    vectors = embed_cached(items, embedder, cache_dir, chunk, progress)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".h5.partial")
     with h5py.File(tmp, "w") as handle:
         handle.attrs["embedder"] = embedder.name
-        for sample_id, key in zip(ids, keys, strict=True):
-            handle.create_dataset(sample_id, data=np.asarray(vectors[key], dtype=np.float32))
+        for sample_id, vector in zip(ids, vectors, strict=True):
+            handle.create_dataset(sample_id, data=vector)
     tmp.replace(out)  # never leave a half-written embeddings file behind
     return out

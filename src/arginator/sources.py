@@ -37,6 +37,7 @@ from arginator.background import (
     background_proteins,
 )
 from arginator.errors import DataError
+from arginator.inputs import read_inputs
 
 EXAMPLE_PATTERN = "card_class_{label}_embeddings.h5"
 FAMILY_SPREAD = 0.25
@@ -311,19 +312,3 @@ def write_raw(
     labels = pd.DataFrame({"id": [r.id for r in records], "label": [";".join(r.labels) for r in records]})
     labels.to_csv(out / "labels.csv", index=False)
     return out
-
-
-def read_inputs(raw_dir: Path | str) -> tuple[list[str], list[str]]:
-    """Ids and sequences (from `sequences.fasta`) or texts (from `texts.csv`) of a raw dataset directory."""
-    raw = Path(raw_dir)
-    if (raw / "sequences.fasta").exists():
-        ids, items = [], []
-        for block in (raw / "sequences.fasta").read_text().split(">")[1:]:
-            header, *lines = block.splitlines()
-            ids.append(header.split()[0])
-            items.append("".join(lines).strip())
-        return ids, items
-    if (raw / "texts.csv").exists():
-        frame = pd.read_csv(raw / "texts.csv", dtype=str, keep_default_na=False)
-        return frame["id"].tolist(), frame["text"].tolist()
-    raise DataError(f"{raw} holds neither sequences.fasta nor texts.csv")

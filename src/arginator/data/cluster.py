@@ -19,7 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from arginator import mmseqs
 from arginator.data.tables import EmbeddingTable
 from arginator.errors import DataError
-from arginator.sources import read_inputs
+from arginator.inputs import read_inputs
 
 log = logging.getLogger(__name__)
 DEFAULT_IDENTITY = 0.4

@@ -14,10 +14,24 @@ class TensorBatches:
 
     When shuffling (training), a last batch of a single row joins the one before it: batch normalisation cannot
     train on one row, and a split of n * batch_size + 1 rows would otherwise fail in every epoch.
+
+    Under data-parallel training each of `world_size` processes draws the same seeded order and takes every
+    `world_size`-th row of each batch, from its `rank` on: together they see exactly the batches of one process, so
+    the averaged gradients are those of the one-process run, and every rank takes the same number of steps.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
 
     def _bounds(self) -> list[tuple[int, int]]:
@@ -35,7 +49,7 @@ class TensorBatches:
         if self.shuffle:
             order = torch.randperm(len(self.x), generator=self.generator)
             for start, end in self._bounds():
-                rows = order[start:end]
+                rows = order[start:end][self.rank :: self.world_size]
                 yield self.x[rows], self.y[rows]
         else:
             for start, end in self._bounds():
@@ -59,16 +73,19 @@ class EmbeddingDataModule(L.LightningDataModule):
         """Number of input features."""
         return int(self.tensors["train"][0].shape[1])
 
-    def _batches(self, split: str, shuffle: bool) -> TensorBatches:
+    def _batches(self, split: str, shuffle: bool, rank: int = 0, world_size: int = 1) -> TensorBatches:
         x, y = self.tensors[split]
-        return TensorBatches(x, y, self.batch_size, shuffle=shuffle, seed=self.seed)
+        return TensorBatches(x, y, self.batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world_size)
 
     def train_dataloader(self) -> TensorBatches:
-        """Shuffled training batches (the order is seeded)."""
-        return self._batches("train", shuffle=True)
+        """Shuffled training batches (the order is seeded); this process's share of each batch under DDP."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return self._batches("train", shuffle=True)
+        return self._batches("train", shuffle=True, rank=trainer.global_rank, world_size=trainer.world_size)
 
     def val_dataloader(self) -> TensorBatches:
-        """Validation batches in file order."""
+        """Validation batches in file order (every process scores all of them: the same metric on every rank)."""
         return self._batches("val", shuffle=False)
 
     def test_dataloader(self) -> TensorBatches:

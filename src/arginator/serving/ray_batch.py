@@ -1,10 +1,14 @@
 """Batch prediction on Ray Data: the same `Predictor` in `map_batches`, one ONNX Runtime session per actor.
 
-The input files are read in chunks by the shared readers (one read task per file, streaming), the chunks go to a
-pool of actors (a callable class: the model is loaded once per actor, with intra-op threads = the actor's CPUs, since
-Ray sets each worker's OMP threads to its `num_cpus` and a default ORT pool would oversubscribe the cores), and the
-predictions are written as a directory of Parquet files with the columns `arginator predict` writes, in input order.
-On a cluster, `ray.init(address="auto")` (or `RAY_ADDRESS`) joins it; the same code runs there unchanged.
+The input files are cut into windows of rows (`WINDOW_ROWS`; a CSV, which has no row index, is one window). The
+dataset Ray moves around holds only the windows (path, start, stop): each actor of the pool reads its window itself
+with the shared readers, in chunks, and returns the predictions. The vectors never go through Ray's object store,
+which is what made a first version (one read task feeding the actors) several times slower than one process.
+
+Each actor is a callable class: the model is loaded once per actor, with intra-op threads = the actor's CPUs (Ray
+sets each worker's OMP threads to its `num_cpus`; a default ORT pool would oversubscribe the cores). The predictions
+are written as a directory of Parquet files with the columns `arginator predict` writes, in input order. On a
+cluster, `ray.init(address="auto")` (or `RAY_ADDRESS`) joins it; the files must then be on storage every node reads.
 """
 
 from __future__ import annotations
@@ -18,37 +22,47 @@ from typing import Any
 
 import numpy as np
 
-from arginator.data.readers import iter_chunks
+from arginator.data.readers import iter_chunks, row_count
 from arginator.errors import ArginatorError, InvalidInput
 from arginator.serving.predictor import Predictor
 from arginator.serving.streaming import prediction_columns
 
 log = logging.getLogger(__name__)
-BLOCK_BYTES = 8 << 20
+WINDOW_ROWS = 65536  # 16 windows for 1M rows: enough to balance 2-8 actors, few enough that scheduling is cheap
 
 
-def _read_file(batch: dict[str, np.ndarray], chunk_rows: int) -> Iterator[dict[str, Any]]:
-    """A batch of file paths -> chunks of (ids, vectors), one chunk at a time (bounded memory)."""
-    for path in batch["path"]:
-        for chunk in iter_chunks(str(path), chunk_rows=chunk_rows):
-            if chunk.ids:
-                yield {"id": np.asarray(chunk.ids, dtype=object), "embedding": chunk.vectors}
+def windows(sources: list[Path], window_rows: int) -> list[dict[str, Any]]:
+    """Windows of rows covering every file, in order: {path, start, stop} (stop -1: to the end, for CSV)."""
+    items = []
+    for source in sources:
+        path = str(Path(source).resolve())
+        total = row_count(source)
+        if total is None:
+            items.append({"path": path, "start": 0, "stop": -1})
+            continue
+        items += [{"path": path, "start": s, "stop": min(s + window_rows, total)} for s in range(0, total, window_rows)]
+    return items
 
 
-class PredictBatches:
-    """The Ray Data actor: loads the model once, then predicts each batch of rows."""
+class PredictWindows:
+    """The Ray Data actor: loads the model once, then reads and predicts each window of rows it is given."""
 
-    def __init__(self, model: str, threads: int, min_confidence: float) -> None:
+    def __init__(self, model: str, threads: int, min_confidence: float, chunk_rows: int) -> None:
         self.predictor = Predictor(model, threads=threads, min_confidence=min_confidence)
+        self.chunk_rows = chunk_rows
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Rows in (`id`, `embedding`), prediction columns out."""
-        vectors = np.stack(batch["embedding"]) if batch["embedding"].dtype == object else batch["embedding"]
-        try:
-            columns = prediction_columns(self.predictor, list(batch["id"]), vectors)
-        except InvalidInput as exc:
-            raise InvalidInput(f"batch starting at id '{batch['id'][0]}': {exc}") from None
-        return {key: np.asarray(value) for key, value in columns.items()}
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
+        """Windows in (`path`, `start`, `stop`); prediction columns out, one chunk of rows at a time."""
+        for path, start, stop in zip(batch["path"], batch["start"], batch["stop"], strict=True):
+            window = (int(start), None if stop < 0 else int(stop))
+            for chunk in iter_chunks(str(path), chunk_rows=self.chunk_rows, window=window):
+                if not chunk.ids:
+                    continue
+                try:
+                    columns = prediction_columns(self.predictor, chunk.ids, chunk.vectors)
+                except InvalidInput as exc:
+                    raise InvalidInput(f"{Path(path).name}, chunk starting at id '{chunk.ids[0]}': {exc}") from None
+                yield {key: np.asarray(value) for key, value in columns.items()}
 
 
 def predict_with_ray(
@@ -60,11 +74,12 @@ def predict_with_ray(
     chunk_rows: int = 8192,
     min_confidence: float = 0.5,
     address: str | None = None,
+    window_rows: int = WINDOW_ROWS,
 ) -> int:
     """Predict every row of `sources` on Ray Data; write a directory of Parquet files to `out`.
 
     Args:
-        sources: embedding files (any format the readers take); each is read by one streaming task.
+        sources: embedding files (any format the readers take), read window by window by the actors.
         model: an exported model (a file or a directory holding one).
         out: the output directory (replaced only once the new one is complete).
         workers: prediction actors.
@@ -72,6 +87,7 @@ def predict_with_ray(
         chunk_rows: rows per batch (read and predicted at a time).
         min_confidence: rows below it are flagged abstained, as in `arginator predict`.
         address: a Ray cluster to join (None: `RAY_ADDRESS`, else a local instance).
+        window_rows: rows per window, the unit of work an actor takes.
 
     Returns:
         The number of rows written.
@@ -90,16 +106,19 @@ def predict_with_ray(
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # the output keeps the input's row order
         context.enable_progress_bars = False
-        context.target_max_block_size = BLOCK_BYTES  # small blocks: a single file's chunks spread over every actor
         context.raise_original_map_exception = True  # bad rows surface as the readers' / Predictor's own errors
-        paths = ray.data.from_items([{"path": str(Path(p).resolve())} for p in sources])
-        # Reading takes no CPU reservation, so it is not fused into the actors' operator (fused, one file would feed
-        # a single actor) and its chunks spread over the whole pool.
-        rows = paths.map_batches(_read_file, batch_size=1, fn_kwargs={"chunk_rows": chunk_rows}, num_cpus=0)
-        predicted = rows.map_batches(
-            PredictBatches,
-            fn_constructor_kwargs={"model": model_path, "threads": cpus_per_worker, "min_confidence": min_confidence},
-            batch_size=chunk_rows,
+        items = windows(sources, window_rows)
+        # One block per window, so that the windows spread over the whole pool.
+        ranges = ray.data.from_items(items, override_num_blocks=max(len(items), 1))
+        predicted = ranges.map_batches(
+            PredictWindows,
+            fn_constructor_kwargs={
+                "model": model_path,
+                "threads": cpus_per_worker,
+                "min_confidence": min_confidence,
+                "chunk_rows": chunk_rows,
+            },
+            batch_size=1,
             num_cpus=cpus_per_worker,
             compute=ray.data.ActorPoolStrategy(size=workers),
         )
@@ -108,7 +127,10 @@ def predict_with_ray(
         try:
             with warnings.catch_warnings():  # Ray warns from its plan's input estimate; chunks arrive as many blocks
                 warnings.filterwarnings("ignore", message=r".*minimum number of concurrent actors.*")
-                predicted.write_parquet(str(partial))
+                # The write tasks reserve no CPU: the actors hold every CPU, and a write waiting for one would keep all
+                # the predictions in the object store until the last window is done.
+                predicted.write_parquet(str(partial), ray_remote_args={"num_cpus": 0})
+            partial.mkdir(exist_ok=True)  # no rows at all: an empty dataset
         except ray.exceptions.RayError as exc:
             shutil.rmtree(partial, ignore_errors=True)  # nothing half-written stays behind
             raise _user_error(exc) from None

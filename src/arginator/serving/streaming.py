@@ -1,14 +1,15 @@
-"""Streaming batch prediction: an embedding file of any size in, one prediction row per input out.
+"""Streaming batch prediction: an embedding file, or a FASTA / texts file, of any size in, one row per input out.
 
 Files are read in chunks by the shared readers (`arginator.data.readers`: HDF5, Parquet, CSV, NPZ/NPY, the same
-column conventions as training), predicted by the `Predictor`, and written as CSV or Parquet: id, label, confidence,
-abstained and one probability column per class. The output appears under its name only when complete.
+column conventions as training); sequences and texts are read in chunks by `arginator.inputs` and embedded by the
+caller's embedder. Each chunk is predicted by the `Predictor` and written as CSV or Parquet: id, label, confidence,
+abstained, novelty and one probability column per class. The output appears under its name only when complete.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from arginator.atomic import atomic_path
 from arginator.data.readers import iter_chunks
 from arginator.errors import InvalidInput
+from arginator.inputs import input_chunks
 from arginator.serving.predictor import Predictor
 
 
@@ -87,12 +89,46 @@ def predict_file(
     chunk_rows: int = 8192,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Stream `source` through the predictor into `out` (`.csv` or `.parquet`); returns the number of rows.
+    """Stream the embedding file `source` through the predictor into `out` (`.csv` or `.parquet`); returns the rows.
 
     The output is written to a temporary name and renamed at the end, so a failure never leaves a partial file
     that looks complete. Raises DataError for an unreadable file, InvalidInput (with the chunk's first id) for bad
     rows.
     """
+    chunks = ((chunk.ids, chunk.vectors) for chunk in iter_chunks(source, chunk_rows=chunk_rows))
+    return predict_chunks(predictor, chunks, out, Path(source).name, progress)
+
+
+def predict_sequences(
+    predictor: Predictor,
+    source: Path | str,
+    embed: Callable[[list[str]], np.ndarray],
+    out: Path | str,
+    chunk_rows: int = 1024,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Stream a FASTA file (or texts CSV) through `embed` and the predictor into `out`; returns the rows.
+
+    Args:
+        predictor: the model.
+        source: sequences or texts (anything `arginator.inputs.iter_inputs` reads); checked as they are read.
+        embed: inputs -> vectors with the model's embedder (the caller builds it, with its cache).
+        out: `.csv` or `.parquet`, written as `predict_file` writes it.
+        chunk_rows: inputs read, embedded and predicted at a time (bounds memory).
+        progress: called with the number of rows of each chunk written.
+    """
+    chunks = ((ids, embed(items)) for ids, items in input_chunks(source, chunk_rows))
+    return predict_chunks(predictor, chunks, out, Path(source).name, progress)
+
+
+def predict_chunks(
+    predictor: Predictor,
+    chunks: Iterable[tuple[list[str], np.ndarray]],
+    out: Path | str,
+    source_name: str,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Predict (ids, vectors) chunks into `out` (`.csv` or `.parquet`, atomically); returns the number of rows."""
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in {".csv", ".parquet"}:
@@ -104,20 +140,20 @@ def predict_file(
     with atomic_path(out) as partial:
         sink = _CsvSink(partial, header) if suffix == ".csv" else _ParquetSink(partial, header)
         try:
-            for chunk in iter_chunks(source, chunk_rows=chunk_rows):
-                if not chunk.ids:  # e.g. a CSV with a header only
+            for ids, vectors in chunks:
+                if not ids:  # e.g. a CSV with a header only
                     continue
                 try:
-                    columns = prediction_columns(predictor, chunk.ids, chunk.vectors)
+                    columns = prediction_columns(predictor, ids, vectors)
                 except InvalidInput as exc:
-                    raise InvalidInput(f"{Path(source).name}, chunk starting at id '{chunk.ids[0]}': {exc}") from None
+                    raise InvalidInput(f"{source_name}, chunk starting at id '{ids[0]}': {exc}") from None
                 if suffix == ".csv":  # fixed precision keeps CSVs small and diffable
                     for key in ("confidence", *(["novelty"] if novelty else []), *(f"p_{c}" for c in classes)):
                         columns[key] = [f"{v:.6g}" for v in columns[key]]
                 sink.write(columns)
-                total += len(chunk.ids)
+                total += len(ids)
                 if progress is not None:
-                    progress(len(chunk.ids))
+                    progress(len(ids))
         finally:
             sink.close()
     return total

@@ -181,7 +181,10 @@ class EmbeddingClassifier(L.LightningModule):
     def _log_epoch_loss(self, stage: str) -> None:
         sums = self._loss_sums.pop(stage, None)
         if sums is not None and sums[1] > 0:
-            self.log(f"{stage}_loss", sums[0] / sums[1], prog_bar=True)
+            # Under DDP each rank trains on its share of the batches (the mean of the ranks' means is logged); every
+            # rank scores the whole validation split, so its loss needs no reduction.
+            distributed = stage == "train" and self.trainer.world_size > 1
+            self.log(f"{stage}_loss", sums[0] / sums[1], prog_bar=True, sync_dist=distributed)
 
     def on_train_epoch_end(self) -> None:
         """Mean training loss of the epoch."""

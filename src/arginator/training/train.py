@@ -2,6 +2,9 @@
 
 What a run directory holds, and how it is read and written, is in `training.runs`. Training is device-agnostic:
 `train.accelerator: auto` uses a GPU when there is one; everything written is moved to the CPU first.
+`train.strategy: ddp` with `train.devices`/`train.num_nodes` trains data-parallel with Lightning's own strategy; the
+processes Lightning launches run this same code, and only the first (global rank 0) writes the run: the others
+train their share of each batch and return once fitting ends.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from sklearn.exceptions import ConvergenceWarning
 
 from arginator import atomic
@@ -28,6 +30,7 @@ from arginator.errors import ConfigError
 from arginator.serving.decide import decide
 from arginator.training import runs
 from arginator.training.calibration import calibrate, carry_thresholds
+from arginator.training.callbacks import ResumableRandomness, checkpoint_callbacks, progress_bar
 from arginator.training.contrastive import pretrain_trunk
 from arginator.training.loggers import run_loggers, tracking_run
 from arginator.training.metrics import macro_f1
@@ -45,6 +48,18 @@ class TrainResult:
     best_checkpoint: Path
     epochs_trained: int
     tracking_run: Any = None  # the W&B run, still open for the model artifact (None when W&B is disabled)
+    primary: bool = True  # False in the extra processes of a multi-device run: they write nothing after fitting
+
+
+def is_primary_process() -> bool:
+    """Whether this is global rank 0 (always, outside multi-process training): the one process that writes the run.
+
+    Read from the launcher's environment (RANK, LOCAL_RANK, SLURM_PROCID), as Lightning does, so it holds before
+    the Trainer exists: processes that Lightning's DDP launcher starts re-run the same command.
+    """
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
+    return (_get_rank() or 0) == 0
 
 
 def class_weights(y: np.ndarray, task: str, num_classes: int) -> list[float]:
@@ -80,13 +95,12 @@ def tune_thresholds(y: np.ndarray, probabilities: np.ndarray, task: str) -> list
     return thresholds
 
 
-def progress_bar(steps_per_epoch: int) -> TQDMProgressBar:
-    """A progress bar that redraws about 20 times per epoch: per-step redraws cost ~7% of a fast epoch."""
-    return TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 20))
+def _on_gpu(config: RunConfig) -> bool:
+    return config.train.accelerator != "cpu" and torch.cuda.is_available()
 
 
 def _pretrain(module: EmbeddingClassifier, x: np.ndarray, y: np.ndarray, config: RunConfig) -> None:
-    device = "cuda" if config.train.accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+    device = "cuda" if _on_gpu(config) else "cpu"
     pretrain_trunk(
         module.net,
         x,
@@ -118,51 +132,6 @@ def fit_baseline(config: RunConfig, data: PreparedData) -> tuple[LogisticBaselin
         tune_thresholds(y_val, baseline.predict_proba(x_val), config.data.task) if config.train.tune_thresholds else []
     )
     return baseline, thresholds
-
-
-class ResumableRandomness(L.Callback):
-    """Keeps the random streams in every checkpoint, so a resumed run continues exactly as an uninterrupted one.
-
-    Two streams drive an epoch: torch's global generator (dropout) and the training batches' own generator (their
-    order). Their states at the moment a checkpoint is written are stored in it; on resume they are put back before
-    the first epoch, so the following epochs draw the same numbers as they would have without the interruption.
-    """
-
-    def __init__(self) -> None:
-        self._batches: Any = None
-        self._restore: dict[str, Any] | None = None
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Remember the training batches; after a resume, restore the streams saved in the checkpoint."""
-        self._batches = trainer.train_dataloader
-        if self._restore is not None:
-            torch.set_rng_state(self._restore["torch"])
-            if self._restore.get("order") is not None and hasattr(self._batches, "generator"):
-                self._batches.generator.set_state(self._restore["order"])
-            self._restore = None
-
-    def state_dict(self) -> dict[str, Any]:
-        """The streams' states now (called while a checkpoint is written)."""
-        order = self._batches.generator.get_state() if hasattr(self._batches, "generator") else None
-        return {"torch": torch.get_rng_state(), "order": order}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Keep the saved states until training starts (the batches do not exist yet)."""
-        self._restore = state_dict
-
-
-def _checkpoint_callbacks(config: RunConfig, run_dir: Path) -> tuple[ModelCheckpoint, EarlyStopping]:
-    mode = "min" if config.train.monitor == "val_loss" else "max"
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / runs.CHECKPOINTS,
-        filename="best",
-        monitor=config.train.monitor,
-        mode=mode,
-        save_top_k=1,
-        save_last=True,
-        enable_version_counter=False,
-    )
-    return checkpoint, EarlyStopping(monitor=config.train.monitor, mode=mode, patience=config.train.patience)
 
 
 def _prepare(
@@ -225,6 +194,8 @@ def train_run(
     if config is None or data_path is None:
         raise ConfigError("train_run needs data and a configuration")
     data = _prepare(data_path, config, run_dir, resume, split_file)
+    if not is_primary_process():  # a DDP worker: the run directory is rank 0's, which sets it up and writes it
+        return _fit(data, data_path, config, run_dir, resume, callbacks or [])
     aside = _set_aside(run_dir) if overwrite and not resume else None
     try:
         result = _fit(data, data_path, config, run_dir, resume, callbacks or [])
@@ -251,11 +222,13 @@ def _fit(
     with_baseline: bool = True,
 ) -> TrainResult:
     L.seed_everything(config.train.seed, workers=True, verbose=False)
+    primary = is_primary_process()
     run_dir.mkdir(parents=True, exist_ok=True)
     classes, task = data.targets.classes, config.data.task
-    if not resume:
+    if not resume and primary:
         write_split(data.table, data.split, run_dir / runs.SPLIT)
-    runs.write_config(run_dir, config)
+    if primary:
+        runs.write_config(run_dir, config)
     info = {
         "data_path": str(data_path),
         "task": task,
@@ -264,7 +237,8 @@ def _fit(
         "data_fingerprint": fingerprint(data.table),
         "split_sizes": {name: int((data.split == name).sum()) for name in SPLITS},
     }
-    runs.write_info(run_dir, info)
+    if primary:
+        runs.write_info(run_dir, info)
     log.info(
         "data: %d rows, %d dims, classes %s, split %s", len(data.table), info["input_dim"], classes, info["split_sizes"]
     )
@@ -287,7 +261,7 @@ def _fit(
     datamodule = EmbeddingDataModule(
         {split: data.arrays(split) for split in ("train", "val")}, config.train.batch_size, seed=config.train.seed
     )
-    checkpoint, early_stopping = _checkpoint_callbacks(config, run_dir)
+    checkpoint, early_stopping = checkpoint_callbacks(config, run_dir)
     steps_per_epoch = len(datamodule.train_dataloader())
     callbacks: list[L.Callback] = [checkpoint, early_stopping, ResumableRandomness(), *extra_callbacks]
     if config.train.progress_bar:
@@ -295,7 +269,13 @@ def _fit(
     trainer = L.Trainer(
         max_epochs=config.train.max_epochs,
         accelerator=config.train.accelerator,
-        devices=1,
+        strategy=config.train.strategy,
+        devices=config.train.devices,
+        num_nodes=config.train.num_nodes,
+        # Each rank takes its share of every batch itself (TensorBatches) and scores all of validation.
+        use_distributed_sampler=False,
+        # Batch-norm statistics over the whole batch across ranks; torch synchronises them on GPUs only.
+        sync_batchnorm=config.train.devices * config.train.num_nodes > 1 and _on_gpu(config),
         deterministic=config.train.deterministic,
         callbacks=callbacks,
         logger=run_loggers(config, run_dir),
@@ -313,6 +293,8 @@ def _fit(
         if resume:  # the run's folders exist by design when resuming
             warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=last_checkpoint if resume else None, weights_only=True)
+    if not trainer.is_global_zero:  # a DDP worker: rank 0 evaluates and writes the model
+        return TrainResult(run_dir, run_dir / runs.CHECKPOINTS / "best.ckpt", int(trainer.current_epoch), None, False)
     if earlier_epochs is not None and metrics_csv.exists():
         # The CSV logger starts a new file on resume; keep one learning curve for the whole run. Epochs the resumed
         # run repeated (logged before the kill but after the checkpoint) come from the resumed run only.

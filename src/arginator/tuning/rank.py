@@ -29,7 +29,7 @@ from arginator.data.tables import EmbeddingTable
 from arginator.data.targets import load_task_table
 from arginator.embed import embed_items, make_embedder
 from arginator.errors import ConfigError
-from arginator.sources import read_inputs
+from arginator.inputs import read_inputs
 from arginator.training.crossval import cross_validate
 from arginator.training.metrics import macro_f1
 

@@ -6,6 +6,8 @@ Routes (`routes.py`, `v2.py`):
   or `application/octet-stream` raw little-endian float32 rows (the row count comes from the length);
 - `POST /predict/text`: `{"texts": [...]}`, when the model was trained on MiniLM text embeddings and the text
   embedder is installed (`arginator[text]`);
+- `POST /predict/sequence`: FASTA text or a JSON list of protein sequences, when the model was trained on UniRep
+  vectors and UniRep is installed (`arginator[protein]`); limits on count and length, 422 for non-protein letters;
 - the Open Inference Protocol v2 REST routes (`/v2/health/ready`, `/v2/models/{name}`, `/v2/models/{name}/infer`,
   including the binary tensor extension), so KServe/Triton clients work unchanged;
 - `GET /`: a small web page to try the model.

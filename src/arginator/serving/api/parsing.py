@@ -1,4 +1,4 @@
-"""Request bodies into rows: reading with limits, gzip/deflate decoding, and JSON, raw float32, text and v2 parsing.
+"""Request bodies into rows: reading with limits, gzip/deflate decoding; JSON, raw float32, text, FASTA and v2 parsing.
 
 Nothing here knows about routes: each function takes bytes (or the request, to read them) and returns rows, or
 raises `ApiError` with the status and a message that says what was wrong.
@@ -14,6 +14,9 @@ import numpy as np
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
+
+from arginator.errors import InvalidInput
+from arginator.inputs import check_protein, parse_fasta
 
 T = TypeVar("T")
 
@@ -203,6 +206,58 @@ def parse_texts(body: bytes, max_texts: int, max_chars: int) -> list[str]:
             "(ARGINATOR_MAX_TEXT_CHARS)",
         )
     return texts
+
+
+def parse_sequences(
+    body: bytes, fasta: bool, max_sequences: int, max_length: int
+) -> tuple[list[str] | None, list[str]]:
+    """Ids (FASTA headers or `ids`) and checked protein sequences of a /predict/sequence body.
+
+    The body is FASTA text (`fasta`), or JSON: a list of sequences, or `{"sequences": [...], "ids": [...]}`.
+    400 for an empty or undecodable body, 413 for too many or too long sequences, 422 for anything that is not a
+    protein (non-amino-acid letters, DNA, empty records), with the offending record named.
+    """
+    if not body:
+        raise ApiError(400, 'empty body: send FASTA text, a JSON list of sequences, or {"sequences": [...]}')
+    limit = " (ARGINATOR_MAX_SEQUENCES)"
+    ids: list[str] | None = None
+    if fasta:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, f"FASTA body is not UTF-8 text ({exc})") from None
+        records: list[tuple[str, str]] = []
+        try:
+            for record in parse_fasta(text.splitlines(), "FASTA body", check=False):
+                records.append(record)
+                check_count(len(records), max_sequences, "sequences", limit)  # stop reading as soon as it is over
+        except InvalidInput as exc:
+            raise ApiError(422, f"invalid request: {exc}") from None
+        ids, sequences = [i for i, _ in records], [s for _, s in records]
+    else:
+        payload = _loads(body)
+        sequences = payload.get("sequences") if isinstance(payload, dict) else payload
+        if not isinstance(sequences, list) or not sequences or any(type(s) is not str for s in sequences):
+            raise ApiError(
+                422, 'invalid request: expected a non-empty list of sequence strings, or {"sequences": [...]}'
+            )
+        check_count(len(sequences), max_sequences, "sequences", limit)
+        if isinstance(payload, dict) and payload.get("ids") is not None:
+            ids = payload["ids"]
+            if not isinstance(ids, list) or len(ids) != len(sequences) or any(type(i) is not str for i in ids):
+                raise ApiError(422, f"invalid request: ids: expected {len(sequences)} strings, one per sequence")
+    names = [f"'{i}'" for i in ids] if ids is not None else [f"sequence {n}" for n in range(len(sequences))]
+    long = next((n for n, s in enumerate(sequences) if len(s) > max_length), None)
+    if long is not None:
+        raise ApiError(
+            413,
+            f"{names[long]} has {len(sequences[long])} letters, above the limit of {max_length} residues per "
+            "sequence (ARGINATOR_MAX_SEQUENCE_LENGTH)",
+        )
+    try:
+        return ids, [check_protein(s, name) for s, name in zip(sequences, names, strict=True)]
+    except InvalidInput as exc:
+        raise ApiError(422, f"invalid request: {exc}") from None
 
 
 def v2_rows(

@@ -1,4 +1,7 @@
-"""The v1 routes: probes, metadata, metrics, `/predict` (JSON or raw float32), `/predict/text` and the web page."""
+"""The v1 routes: probes, metadata, metrics, `/predict` (JSON or raw float32), the embedding routes, the web page.
+
+`/predict/text` and `/predict/sequence` embed texts or protein sequences with the model's own embedder first.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from arginator.serving.api.parsing import (
     off_loop,
     parse_binary_rows,
     parse_json_rows,
+    parse_sequences,
     parse_texts,
     read_body,
 )
@@ -45,6 +49,21 @@ PREDICT_BODY = {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     },
 }
+
+
+def sequence_body(max_sequences: int, max_length: int) -> dict[str, Any]:
+    """The OpenAPI request body of /predict/sequence (FASTA text, or JSON), with the configured limits."""
+    sequence = {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": "^[A-Za-z*\\s]+$"}
+    sequences = {"type": "array", "minItems": 1, "maxItems": max_sequences, "items": sequence}
+    ids = {"type": "array", "items": {"type": "string"}}
+    keyed = {"type": "object", "properties": {"sequences": sequences, "ids": ids}, "required": ["sequences"]}
+    return {
+        "required": True,
+        "content": {
+            "text/x-fasta": {"schema": {"type": "string"}, "example": ">query1\nMKVLAAGIVALLLAA\n"},
+            "application/json": {"schema": {"oneOf": [sequences, keyed]}},
+        },
+    }
 
 
 def text_body(max_texts: int, max_chars: int) -> dict[str, Any]:
@@ -112,7 +131,8 @@ def v1_router(service: Service) -> APIRouter:
                 "min_confidence": settings.min_confidence,
                 "novelty_threshold": info.novelty_threshold,
                 "max_rows": settings.max_rows,
-                "text": service.embedder is not None,
+                "text": service.embedder_kind == "text",
+                "sequence": service.embedder_kind == "protein",
             }
         )
 
@@ -154,15 +174,26 @@ def v1_router(service: Service) -> APIRouter:
             raise ApiError(415, f"unsupported content type '{media}': send application/json")
         body = await read_body(request, settings.max_body_bytes)
         texts = parse_texts(body, settings.max_rows, settings.max_text_chars)  # a bad body is told so on any model
-        predictor = service.ready_predictor()
-        if service.embedder is None:
-            raise ApiError(
-                404,
-                f"text input is not available for model '{predictor.info.name}' (embedder "
-                f"'{predictor.info.embedder}'; needs a MiniLM-trained model and arginator[text])",
-            )
+        predictor = service.check_embedder("text", "a MiniLM-trained model and arginator[text]")
         vectors = await service.embed(texts)
         prediction = await service.run(predictor, vectors)
         return json_response(columns(prediction, predictor.info.name, None))
+
+    @router.post(
+        "/predict/sequence",
+        summary="Embed protein sequences with the model's embedder (UniRep), then classify them",
+        openapi_extra={"requestBody": sequence_body(settings.max_sequences, settings.max_sequence_length)},
+    )
+    async def predict_sequence(request: Request) -> Response:
+        media = media_type(request)
+        if media not in ("application/json", "text/plain", "text/x-fasta", ""):
+            raise ApiError(415, f"unsupported content type '{media}': send text/x-fasta (FASTA) or application/json")
+        body = await read_body(request, settings.max_body_bytes)
+        fasta = media.startswith("text/") or (media == "" and body.lstrip().startswith(b">"))
+        ids, sequences = parse_sequences(body, fasta, settings.max_sequences, settings.max_sequence_length)
+        predictor = service.check_embedder("protein", "a UniRep-trained model and arginator[protein]")
+        vectors = await service.embed(sequences)
+        prediction = await service.run(predictor, vectors)
+        return json_response(columns(prediction, predictor.info.name, ids))
 
     return router

@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from arginator.errors import ModelLoadError
+from arginator.errors import ArginatorError, ModelLoadError
 from arginator.serving.api.parsing import ApiError, check_count
 from arginator.serving.api.settings import Settings
 from arginator.serving.predictor import Prediction, Predictor
@@ -46,7 +46,8 @@ class Service:
         self.settings = settings
         self.predictor: Predictor | None = None
         self.load_error: str | None = None
-        self.embedder: Any = None
+        self.embedder: Any = None  # the model's own embedder, when its inputs can be embedded here
+        self.embedder_kind: str | None = None  # "text" (MiniLM) or "protein" (UniRep)
         # One SentenceTransformer serves every request, and neither it nor its fast tokenizer is thread-safe
         # ("Already borrowed"): one embedding call at a time. The asyncio lock queues requests without holding
         # worker threads; the thread lock keeps the guarantee whoever calls `embed_now`.
@@ -76,7 +77,7 @@ class Service:
         series[1].observe(seconds)
 
     def load(self) -> None:
-        """Load the model (and the text embedder when it applies); a failure is kept for /ready to report."""
+        """Load the model (and its text or protein embedder when installed); a failure is kept for /ready to report."""
         s = self.settings
         self._embed_queue = asyncio.Lock()  # made in the serving event loop
         try:
@@ -85,15 +86,36 @@ class Service:
             self.load_error = str(exc)
             log.error("model not loaded: %s", exc)
             return
-        if s.enable_text and self.predictor.info.embedder == "minilm":
-            try:
-                from arginator.embed import SentenceEmbedder  # the one heavy import, only for text models
+        embedder = self.predictor.info.embedder
+        if s.enable_text and embedder == "minilm":
+            self._load_embedder("text", "arginator[text]")
+        elif s.enable_sequence and embedder.startswith("unirep"):
+            self._load_embedder("protein", "arginator[protein]")
 
-                self.embedder = SentenceEmbedder()
-            except ImportError:
-                log.info("text embedder not installed: /predict/text is off (pip install 'arginator[text]')")
-            except OSError as exc:  # installed, but its model files are missing or unreadable
-                log.warning("text embedder not loaded (%s): /predict/text is off", exc)
+    def _load_embedder(self, kind: str, extra: str) -> None:
+        """The model's embedder (text: MiniLM; protein: UniRep at the model's input size), or the route stays off."""
+        route = "/predict/text" if kind == "text" else "/predict/sequence"
+        try:
+            from arginator.embed import embedder_for_model  # the heavy imports, only for models they serve
+
+            self.embedder = embedder_for_model(self.predictor.info.embedder, self.predictor.input_dim)
+            self.embedder.embed(["MKV"] if kind == "protein" else ["warm-up"])  # compiles now, not on a request
+            self.embedder_kind = kind
+        except ImportError:
+            log.info("%s embedder not installed: %s is off (pip install '%s')", kind, route, extra)
+        except (OSError, ArginatorError) as exc:  # model files missing, or a size UniRep does not have
+            log.warning("%s embedder not loaded (%s): %s is off", kind, exc, route)
+
+    def check_embedder(self, kind: str, needs: str) -> Predictor:
+        """The Predictor, or a 404 when this model's inputs are not `kind` (or its embedder is not installed)."""
+        predictor = self.ready_predictor()
+        if self.embedder is None or self.embedder_kind != kind:
+            raise ApiError(
+                404,
+                f"{kind} input is not available for model '{predictor.info.name}' (embedder "
+                f"'{predictor.info.embedder}'; needs {needs})",
+            )
+        return predictor
 
     def ready_predictor(self) -> Predictor:
         """The loaded Predictor, or a 503 saying why there is none."""
@@ -124,12 +146,12 @@ class Service:
         return prediction
 
     def embed_now(self, texts: Sequence[str]) -> np.ndarray:
-        """Text vectors from the shared embedder, one caller at a time (blocking)."""
+        """Vectors of texts or sequences from the shared embedder, one caller at a time (blocking)."""
         with self._embed_lock:
             return self.embedder.embed(texts)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Text vectors, computed in a worker thread; concurrent requests wait their turn."""
+        """Vectors of texts or sequences, computed in a worker thread; concurrent requests wait their turn."""
         async with self._embed_queue:
             return await run_in_threadpool(self.embed_now, texts)
 

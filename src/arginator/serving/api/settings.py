@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(10_000, gt=0, description="Longest text, in characters, on /predict/text")
     api_key: str | None = Field(None, description="When set, required as X-API-Key (or Bearer) on model routes")
     enable_text: bool = Field(True, description="Serve /predict/text when the model's embedder is installed")
+    enable_sequence: bool = Field(
+        True, description="Serve /predict/sequence when the model's protein embedder (UniRep) is installed"
+    )
+    max_sequences: int = Field(64, gt=0, description="Most sequences in one /predict/sequence request")
+    max_sequence_length: int = Field(5000, gt=0, description="Longest sequence, in residues, on /predict/sequence")
 
     @field_validator("api_key")
     @classmethod
