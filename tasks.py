@@ -308,6 +308,12 @@ def docker_build(
 
 
 @task
+def bench_fasta(c: Context, proteins: int = 10_000, model: str = "deploy/arg-binary") -> None:
+    """`arginator predict` on a FASTA vs embed-then-predict: sequences/s, peak RSS -> reports/benchmarks/."""
+    c.run(f"python benchmarks/predict_fasta.py --proteins {proteins} --model {model}", pty=False)
+
+
+@task
 def bench_ray(c: Context, rows: int = 1_000_000, repeats: int = 3) -> None:
     """Batch prediction on Ray Data (2 actors, 1 actor) vs one process -> reports/benchmarks/predict_ray.md."""
     c.run(f"python benchmarks/predict_ray.py --rows {rows} --repeats {repeats}", pty=False)

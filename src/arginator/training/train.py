@@ -195,10 +195,10 @@ def train_run(
         raise ConfigError("train_run needs data and a configuration")
     data = _prepare(data_path, config, run_dir, resume, split_file)
     if not is_primary_process():  # a DDP worker: the run directory is rank 0's, which sets it up and writes it
-        return _fit(data, data_path, config, run_dir, resume, callbacks or [])
+        return _fit(data, data_path, config, run_dir, resume, callbacks or [], distributed=True)
     aside = _set_aside(run_dir) if overwrite and not resume else None
     try:
-        result = _fit(data, data_path, config, run_dir, resume, callbacks or [])
+        result = _fit(data, data_path, config, run_dir, resume, callbacks or [], distributed=True)
     except BaseException:
         if aside is not None:  # put the old run back; the failed attempt is removed
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -220,7 +220,15 @@ def _fit(
     resume: bool,
     extra_callbacks: list[L.Callback],
     with_baseline: bool = True,
+    distributed: bool = False,
 ) -> TrainResult:
+    """Fit one FFNN (and the baseline) on prepared data into `run_dir`.
+
+    Only `train_run` passes `distributed`: cross-validation folds and sweep trials train one model per process even
+    when the configuration asks for several devices (Lightning's DDP launcher would re-run their whole command).
+    """
+    single = {"strategy": "auto", "devices": 1, "num_nodes": 1}
+    parallel = config.train if distributed else config.train.model_copy(update=single)
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     primary = is_primary_process()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -269,13 +277,13 @@ def _fit(
     trainer = L.Trainer(
         max_epochs=config.train.max_epochs,
         accelerator=config.train.accelerator,
-        strategy=config.train.strategy,
-        devices=config.train.devices,
-        num_nodes=config.train.num_nodes,
+        strategy=parallel.strategy,
+        devices=parallel.devices,
+        num_nodes=parallel.num_nodes,
         # Each rank takes its share of every batch itself (TensorBatches) and scores all of validation.
         use_distributed_sampler=False,
         # Batch-norm statistics over the whole batch across ranks; torch synchronises them on GPUs only.
-        sync_batchnorm=config.train.devices * config.train.num_nodes > 1 and _on_gpu(config),
+        sync_batchnorm=parallel.devices * parallel.num_nodes > 1 and _on_gpu(config),
         deterministic=config.train.deterministic,
         callbacks=callbacks,
         logger=run_loggers(config, run_dir),
