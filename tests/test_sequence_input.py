@@ -228,3 +228,29 @@ def test_sequence_route_is_off_for_a_model_without_a_protein_embedder(tmp_path):
         response = client.post("/predict/sequence", json=["MKV"])
         assert response.status_code == 404 and "protein input is not available" in response.json()["error"]
         assert client.post("/predict/sequence", json=["MK1"]).status_code == 422  # a bad body is told so anyway
+
+
+def test_web_page_classifies_a_pasted_fasta(sequence_server, lactamases):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.conftest import headless_chromium
+
+    pid, sequence, label = lactamases[-1]
+    driver = headless_chromium()
+    try:
+        driver.get(sequence_server.url + "/")
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "sequence-box").is_displayed())
+        assert not driver.find_element(By.ID, "text-box").is_displayed()
+        box = driver.find_element(By.ID, "sequence")
+        box.send_keys(f">{pid}\n{sequence}\n")
+        driver.find_element(By.ID, "predict-sequence").click()
+        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "label").text)
+        assert driver.find_element(By.ID, "label").text.startswith(label)
+        box.clear()
+        box.send_keys("MKV1")
+        driver.find_element(By.ID, "predict-sequence").click()
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "error").text)
+        assert "letters that are not amino acids" in driver.find_element(By.ID, "error").text
+    finally:
+        driver.quit()
