@@ -93,7 +93,7 @@ def main() -> None:
         f"- reading and checking the FASTA: {read_seconds:.2f} s for {checked:,} records;",
         f"- process start-up (Python and the CLI's imports, `arginator predict --help`): {startup_s:.1f} s;",
         f"- UniRep embedding (the embed command less its start-up): {embed_s - startup_s:.1f} s, "
-        f"{100 * (embed_s - startup_s) / direct_s:.0f}% of the one-step time;",
+        f"{100 * (embed_s - startup_s) / (embed_s + predict_s):.0f}% of the two steps' time;",
         f"- ONNX prediction of the vectors (the predict command less its start-up): {predict_s - startup_s:.1f} s.",
         "",
         f"Outputs identical row for row (by id): {'yes' if identical else 'NO'}. Labels: {labels}.",

@@ -59,8 +59,14 @@ def test_static_int8_rows_do_not_depend_on_their_batch(compressed):
         return session.run(None, {session.get_inputs()[0].name: batch})[0][0]
 
     # Calibrated scales are fixed; dynamic int8 re-derives them from each batch, so an outlier row changes the others.
-    np.testing.assert_array_equal(first_row("int8-static", x[:1]), first_row("int8-static", with_outlier))
+    for name in ("int8-static", "narrow-0.5-int8", "fp32"):
+        np.testing.assert_array_equal(first_row(name, x[:1]), first_row(name, with_outlier))
     assert not np.array_equal(first_row("int8", x[:1]), first_row("int8", with_outlier))
+    # Whatever the policy picked, a row's answer is the same alone and beside an outlier.
+    shipped = run / "compressed" / "model.shipped.onnx"
+    session = create_session(shipped, cpu_only=True)
+    name = session.get_inputs()[0].name
+    np.testing.assert_array_equal(session.run(None, {name: x[:1]})[0][0], session.run(None, {name: with_outlier})[0][0])
 
 
 def test_policy_ships_an_eligible_variant(compressed):
@@ -68,8 +74,12 @@ def test_policy_ships_an_eligible_variant(compressed):
     shipped = summary["variants"][summary["shipped"]]
     assert shipped["val_f1_drop"] <= summary["max_f1_drop"]
     eligible = {
-        n: r for n, r in summary["variants"].items() if r["file"] and r["val_f1_drop"] <= summary["max_f1_drop"]
+        n: r
+        for n, r in summary["variants"].items()
+        if r["file"] and r["val_f1_drop"] <= summary["max_f1_drop"] and n != "int8"
     }
+    assert not summary["variants"]["int8"]["batch_independent"]
+    assert summary["variants"]["int8-static"]["batch_independent"]
     assert shipped["bytes"] == min(r["bytes"] for r in eligible.values())
     shipped_metadata = read_metadata(run / "compressed" / "model.shipped.onnx")
     assert shipped_metadata.classes == ["a", "b", "c", "d", "non"]
@@ -97,6 +107,9 @@ def test_ship_policy_ignores_speed():
     rows["int8"]["bytes"] = 250  # equal size: the better validation F1 wins, then the name
     assert choose_shipped(rows, max_f1_drop=0.005) == "int8"
     assert choose_shipped(rows, max_f1_drop=0.0) == "fp32"
+    rows["int8"]["batch_independent"] = False  # activation scales from each batch: never shipped, however small
+    rows["int8"]["bytes"] = 100
+    assert choose_shipped(rows, max_f1_drop=0.005) == "int8-static"
 
 
 def test_narrowing_keeps_the_strongest_neurons(compressed):

@@ -128,9 +128,9 @@ def predict_with_ray(
         try:
             with warnings.catch_warnings():  # Ray warns from its plan's input estimate; chunks arrive as many blocks
                 warnings.filterwarnings("ignore", message=r".*minimum number of concurrent actors.*")
-                # The write tasks reserve no CPU: the actors hold every CPU, and a write waiting for one would keep all
-                # the predictions in the object store until the last window is done.
-                predicted.write_parquet(str(partial), ray_remote_args={"num_cpus": 0})
+                # Ray's default CPU reservation for the write tasks: measured faster than writes that reserve none
+                # (median 7.0 s against 11.5 s for 1M rows, 2 actors on 2 cores), which crowd the actors' cores.
+                predicted.write_parquet(str(partial))
             partial.mkdir(exist_ok=True)  # no rows at all: an empty dataset
         except ray.exceptions.RayError as exc:
             shutil.rmtree(partial, ignore_errors=True)  # nothing half-written stays behind

@@ -8,11 +8,14 @@ Variants:
   scales, so a row's prediction never depends on its batch, and no per-batch range search;
 - `prune-l1-<s>`: unstructured L1 pruning at sparsity s, made permanent (same dense shapes: smaller only compressed);
 - `narrow-<k>`: structured pruning keeping the fraction k of each hidden layer's neurons (by weight norm), giving
-  genuinely narrower layers, then a short fine-tune on the training split; also exported as int8 (`narrow-<k>-int8`);
+  genuinely narrower layers, then a short fine-tune on the training split; also exported as static int8
+  (`narrow-<k>-int8`, calibrated like `int8-static`);
 - `torch-int8`: torch's dynamic quantization, for comparison (measured in torch, not exportable to ONNX).
 
 The policy (`choose_shipped`) is deterministic: among the ONNX variants whose validation macro-F1 is at most
-`max_f1_drop` below fp32's, the smallest file, then the best validation macro-F1, then the name. Speed is measured and
+`max_f1_drop` below fp32's and whose answer for a row does not depend on the other rows of its batch (dynamic `int8`
+is measured and reported, never shipped: a protein's label must not change with what it is screened beside), the
+smallest file, then the best validation macro-F1, then the name. Speed is measured and
 reported but never decides, so two machines ship the same file for the same data. Speeds are measured at one ONNX
 Runtime thread by default: on a small shared machine, several sessions' thread pools interfere with each other (an
 idle pool's spinning workers slow the next session by up to 5x), while single-thread figures repeat within a few
@@ -48,6 +51,8 @@ from arginator.training.model import FFNN, EmbeddingClassifier, logits_to_probab
 from arginator.training.novelty import fit_novelty, threshold_of
 
 log = logging.getLogger(__name__)
+# Variants whose output for a row depends on the rest of its batch (activation scales taken per batch): never shipped.
+BATCH_DEPENDENT = frozenset({"int8", "torch-int8"})
 
 
 def sparsity(net: nn.Module) -> float:
@@ -278,7 +283,9 @@ def _build_and_choose(
         fine_tune(smaller, x_fit, y_fit, fine_tune_epochs, lambda m=smaller: f1(m.predict_proba(x_hold), y_hold))
         hidden = smaller.hparams["model_config"]["hidden_sizes"]
         onnx_variant(f"narrow-{keep:g}", smaller, {"hidden_sizes": hidden, "sparsity": 0.0})
-        onnx_variant(f"narrow-{keep:g}-int8", smaller, {"hidden_sizes": hidden, "sparsity": 0.0}, int8=True)
+        onnx_variant(
+            f"narrow-{keep:g}-int8", smaller, {"hidden_sizes": hidden, "sparsity": 0.0}, int8=True, static=True
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantized = torch.ao.quantization.quantize_dynamic(
@@ -300,7 +307,8 @@ def _build_and_choose(
         log.info("%s: %s", name, {k: v for k, v in rows[name].items() if k != "file"})
 
     base = rows["fp32"]
-    for row in rows.values():
+    for name, row in rows.items():
+        row["batch_independent"] = name not in BATCH_DEPENDENT
         row["val_f1_drop"] = base["val_macro_f1"] - row["val_macro_f1"]
         row["test_f1_delta"] = row["test_macro_f1"] - base["test_macro_f1"]
         row["speedup_batch1024"] = row["batch1024_rows_per_s"] / base["batch1024_rows_per_s"]
@@ -323,10 +331,14 @@ def _build_and_choose(
 def choose_shipped(rows: dict[str, dict[str, Any]], max_f1_drop: float) -> str:
     """The variant to ship: within the accuracy budget, the smallest file, then the best validation F1, then the name.
 
-    Only exported (ONNX) variants are eligible; fp32 always is (its drop is zero). Speed is not a criterion: it differs
-    between machines and runs, and the shipped file must not.
+    Only exported (ONNX) variants whose rows do not depend on their batch are eligible; fp32 always is (its drop is
+    zero). Speed is not a criterion: it differs between machines and runs, and the shipped file must not.
     """
-    eligible = [name for name, row in rows.items() if row["file"] and row["val_f1_drop"] <= max_f1_drop]
+    eligible = [
+        name
+        for name, row in rows.items()
+        if row["file"] and row["val_f1_drop"] <= max_f1_drop and row.get("batch_independent", True)
+    ]
     return min(eligible, key=lambda name: (rows[name]["bytes"], -rows[name]["val_macro_f1"], name))
 
 
@@ -336,14 +348,17 @@ def compression_table(summary: dict[str, Any]) -> str:
         f"# Compression of {summary['run']}",
         "",
         f"{summary['threads']} threads; shipped: **{summary['shipped']}** (the smallest file whose validation "
-        f"macro-F1 is at most {summary['max_f1_drop'] * 100:.1f} points below fp32; speed is reported, not decisive).",
+        f"macro-F1 is at most {summary['max_f1_drop'] * 100:.1f} points below fp32, among the variants that answer "
+        "each row independently of its batch; † marks those that do not, which are never shipped; speed is "
+        "reported, not decisive).",
         "",
         "| variant | size (KB) | x smaller | sparsity | batch 1 µs (p50 / p99) | batch 1024 rows/s | x fp32 | "
         "test macro-F1 | delta (points) | agreement |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in summary["variants"].items():
-        label = f"**{name}**" if name == summary["shipped"] else name
+        marked = name if r.get("batch_independent", True) else f"{name} †"
+        label = f"**{name}**" if name == summary["shipped"] else marked
         lines.append(
             f"| {label} | {r['bytes'] / 1024:.0f} | {r['size_ratio']:.2f} | {r['sparsity']:.2f} | "
             f"{r['batch1_us_median']:.0f} / {r['batch1_us_p99']:.0f} | {r['batch1024_rows_per_s']:,.0f} | "
