@@ -95,7 +95,7 @@ def test_ship_policy_ignores_speed():
 
     rows = {
         "fp32": row(1000, 0.90, 0.0, 100),
-        "int8": row(260, 0.897, 0.003, 900),  # the fastest, not the smallest
+        "narrow-0.5-int8": row(260, 0.897, 0.003, 900),  # the fastest, not the smallest
         "int8-static": row(250, 0.896, 0.004, 300),
         "narrow-0.25-int8": row(80, 0.80, 0.10, 2000),  # smallest of all but over the accuracy budget
         "torch-int8": row(10, 0.90, 0.0, 5000, file=None),  # not an ONNX file: never shipped
@@ -104,12 +104,15 @@ def test_ship_policy_ignores_speed():
     for name in rows:  # another machine measures other speeds: the choice stays
         rows[name]["batch1024_rows_per_s"] = 1.0 / rows[name]["batch1024_rows_per_s"]
     assert choose_shipped(rows, max_f1_drop=0.005) == "int8-static"
-    rows["int8"]["bytes"] = 250  # equal size: the better validation F1 wins, then the name
-    assert choose_shipped(rows, max_f1_drop=0.005) == "int8"
+    rows["narrow-0.5-int8"]["bytes"] = 250  # equal size: the better validation F1 wins, then the name
+    assert choose_shipped(rows, max_f1_drop=0.005) == "narrow-0.5-int8"
     assert choose_shipped(rows, max_f1_drop=0.0) == "fp32"
-    rows["int8"]["batch_independent"] = False  # activation scales from each batch: never shipped, however small
-    rows["int8"]["bytes"] = 100
-    assert choose_shipped(rows, max_f1_drop=0.005) == "int8-static"
+    # Dynamic int8 takes its activation scales from each batch: never shipped, however small and accurate, whether
+    # or not its row carries the flag.
+    rows["int8"] = row(100, 0.90, 0.0, 900)
+    assert choose_shipped(rows, max_f1_drop=0.005) == "narrow-0.5-int8"
+    rows["int8"]["batch_independent"] = False
+    assert choose_shipped(rows, max_f1_drop=0.005) == "narrow-0.5-int8"
 
 
 def test_narrowing_keeps_the_strongest_neurons(compressed):

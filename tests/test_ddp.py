@@ -33,6 +33,22 @@ def test_ranks_share_each_batch_exactly():
         assert not set(shares[0][step][1].tolist()) & set(shares[1][step][1].tolist())
 
 
+def test_every_rank_gets_two_rows_or_more_of_every_batch():
+    # Batch norm cannot train on one row, and an empty share would give a NaN loss: a small last batch joins the one
+    # before it, for one process (a single row) as for several (fewer than two rows per rank).
+    for rows, batch_size, world in [(130, 64, 2), (66, 16, 4), (65, 64, 1), (129, 64, 1), (23, 6, 2)]:
+        x, y = torch.zeros(rows, 1), torch.arange(rows)
+        shares = [list(TensorBatches(x, y, batch_size, shuffle=True, rank=r, world_size=world)) for r in range(world)]
+        sizes = [[len(batch[1]) for batch in share] for share in shares]
+        assert min(min(s) for s in sizes) >= 2, (rows, batch_size, world, sizes)
+        assert sum(map(sum, sizes)) == rows
+
+    def one_process(rows: int) -> list[int]:  # unchanged for one process: only a single last row joins the batch before
+        return [len(b[1]) for b in TensorBatches(torch.zeros(rows, 1), torch.arange(rows), 64, shuffle=True)]
+
+    assert one_process(129) == [64, 65] and one_process(130) == [64, 64, 2]
+
+
 def _train(data, out, *overrides: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "arginator.cli", "train", "--data", str(data), "--out", str(out), "--no-evaluate"]
     settings = ["train.max_epochs=12", "train.batch_size=32", "train.accelerator=cpu", "train.progress_bar=false"]

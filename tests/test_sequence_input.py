@@ -7,6 +7,8 @@ known proteins" is checked against the proteins' database annotation, through a 
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 
 import httpx
 import numpy as np
@@ -115,6 +117,23 @@ def test_fasta_parsing_streams_and_names_the_faulty_record(tmp_path):
     with pytest.raises(DataError, match="expected a FASTA file"):
         (tmp_path / "x.txt").write_text(text)
         iter_inputs(tmp_path / "x.txt")
+    (tmp_path / "bom.fasta").write_bytes("\ufeff>a\nMKV\n".encode())  # a byte-order mark, as some editors save
+    assert read_inputs(tmp_path / "bom.fasta") == (["a"], ["MKV"])
+
+
+def test_texts_csv_reading_and_detection(tmp_path):
+    from arginator.inputs import is_texts_csv
+
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('"id","text"\n"t1","Hello, world"\n')
+    assert is_texts_csv(quoted) and read_inputs(quoted) == (["t1"], ["Hello, world"])
+    vectors = tmp_path / "vectors.csv"
+    vectors.write_text("id,0,1\na,0.1,0.2\n")
+    assert not is_texts_csv(vectors)
+    short = tmp_path / "short.csv"
+    short.write_text("id,text\n1,hello\n2\n")
+    with pytest.raises(InvalidInput, match="line 3: a row without both an id and a text"):
+        read_inputs(short)
 
 
 # The command line
@@ -151,6 +170,20 @@ def test_predict_on_bad_fasta_fails_clearly_and_writes_nothing(tmp_path, lactama
     assert not out.exists() and not list(tmp_path.glob("hits*"))
 
 
+def test_predict_refuses_inputs_the_model_cannot_take(tmp_path):
+    model = write_linear_onnx(tmp_path / "news.onnx", np.ones((384, 2)), "multiclass", ["a", "b"], embedder="minilm")
+    source = tmp_path / "p.fasta"
+    source.write_text(">p\nMKVLAG\n")
+    result = runner.invoke(app, ["predict", str(source), "--model", str(model), "--out", str(tmp_path / "o.csv")])
+    assert result.exit_code == 2
+    assert "holds protein sequences, but model 'news' was trained on 'minilm'" in result.output
+    # A registry name that does not resolve: a one-line error (a real process: the registry logs as it resolves).
+    command = [sys.executable, "-m", "arginator.cli", "predict", str(source), "--model", "nosuch@prod"]
+    done = subprocess.run([*command, "--out", str(tmp_path / "o.csv")], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "error: " in done.stderr, done.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
 def test_predict_on_a_texts_csv_embeds_with_minilm(tmp_path):
     from arginator.embed import SentenceEmbedder
 
@@ -185,6 +218,10 @@ def test_sequence_route_labels_known_proteins(sequence_server, lactamases):
         np.testing.assert_allclose(as_json["probabilities"], as_fasta.json()["probabilities"], atol=1e-6)
         keyed = client.post("/predict/sequence", json={"sequences": [known[0][1]], "ids": ["q"]}).json()
         assert keyed["ids"] == ["q"] and keyed["labels"] == [known[0][2]]
+        with_bom = ("\ufeff" + fasta(known[:1])).encode()
+        for media in ("text/x-fasta", "application/x-fasta", "text/fasta"):
+            response = client.post("/predict/sequence", content=with_bom, headers={"content-type": media})
+            assert response.status_code == 200 and response.json()["labels"] == [known[0][2]], response.text
 
 
 def test_sequence_route_refuses_bad_requests_and_keeps_serving(sequence_server, lactamases):

@@ -61,7 +61,7 @@ def predict(
     if raw_inputs and engine == "ray":
         raise _fail(ArginatorError("--engine ray predicts embedding files: `arginator embed` the sequences first"))
     if raw_inputs:
-        _predict_raw(source, _model_path(model), out, min(chunk_rows, 1024), min_confidence, threads, cache)
+        _predict_raw(source, model, out, min(chunk_rows, 1024), min_confidence, threads, cache)
         return
     if engine == "ray":
         from arginator.serving.ray_batch import predict_with_ray
@@ -85,29 +85,29 @@ def predict(
 
 def _holds_raw_inputs(source: Path) -> bool:
     """Whether `source` holds sequences (a FASTA file) or texts (a CSV with a `text` column), not vectors."""
-    from arginator.inputs import is_fasta
+    from arginator.inputs import is_fasta, is_texts_csv
 
-    if is_fasta(source):
-        return True
-    if source.suffix.lower() != ".csv" or not source.is_file():
-        return False
-    with source.open(encoding="utf-8", errors="replace") as handle:
-        header = handle.readline().strip().split(",")
-    return "text" in header
+    return is_fasta(source) or is_texts_csv(source)
 
 
 def _predict_raw(
-    source: Path, model: Path, out: Path, chunk: int, min_confidence: float, threads: int, cache: str
+    source: Path, model: str, out: Path, chunk: int, min_confidence: float, threads: int, cache: str
 ) -> None:
     """`arginator predict` on sequences or texts: embed each chunk with the model's embedder, then predict it."""
     from tqdm import tqdm
 
     from arginator.embed import embed_cached, embedder_for_model
+    from arginator.inputs import is_fasta
     from arginator.serving.predictor import Predictor
     from arginator.serving.streaming import predict_sequences
 
     try:
-        predictor = Predictor(model, threads=threads, min_confidence=min_confidence)
+        predictor = Predictor(_model_path(model), threads=threads, min_confidence=min_confidence)
+        if is_fasta(source) and not predictor.info.embedder.startswith("unirep"):
+            raise ArginatorError(
+                f"{source.name} holds protein sequences, but model '{predictor.info.name}' was trained on "
+                f"'{predictor.info.embedder}' vectors: give it inputs of that kind"
+            )
         embedder = embedder_for_model(predictor.info.embedder, predictor.input_dim)
         cache_dir = cache or None  # '' (as typed) disables the cache
         with tqdm(unit=" seqs", mininterval=0.5, file=sys.stderr, desc=source.name) as bar:

@@ -45,6 +45,16 @@ def check_protein(sequence: str, name: str) -> str:
     return cleaned
 
 
+def is_texts_csv(path: Path | str) -> bool:
+    """Whether `path` is a CSV whose header (read as CSV: quoted names too) has a `text` column."""
+    path = Path(path)
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        return False
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    return "text" in [name.strip() for name in header]
+
+
 def is_fasta(path: Path | str) -> bool:
     """Whether `path` names a FASTA file, by its suffix (`.gz` allowed)."""
     name = Path(path).name.lower().removesuffix(".gz")
@@ -52,9 +62,10 @@ def is_fasta(path: Path | str) -> bool:
 
 
 def _open_text(path: Path) -> TextIO:
+    # utf-8-sig: files saved by some Windows editors start with a byte-order mark, which is not part of the text.
     if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return path.open(encoding="utf-8")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return path.open(encoding="utf-8-sig")
 
 
 def parse_fasta(lines: Iterable[str], source: str, check: bool = True) -> Iterator[tuple[str, str]]:
@@ -112,11 +123,13 @@ def iter_texts(path: Path | str) -> Iterator[tuple[str, str]]:
     """(id, text) rows of a CSV with `id` and `text` columns, streamed."""
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None or not {"id", "text"} <= set(reader.fieldnames):
                 raise InvalidInput(f"{path.name}: a texts CSV needs 'id' and 'text' columns, found {reader.fieldnames}")
             for row in reader:
+                if row["id"] is None or row["text"] is None:  # a short row: csv fills the missing fields with None
+                    raise InvalidInput(f"{path.name}, line {reader.line_num}: a row without both an id and a text")
                 yield row["id"], row["text"]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None

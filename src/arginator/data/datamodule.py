@@ -16,8 +16,8 @@ class TensorBatches:
     train on one row, and a split of n * batch_size + 1 rows would otherwise fail in every epoch.
 
     Under data-parallel training each of `world_size` processes draws the same seeded order and takes every
-    `world_size`-th row of each batch, from its `rank` on: together they see exactly the batches of one process, so
-    the averaged gradients are those of the one-process run, and every rank takes the same number of steps.
+    `world_size`-th row of each batch, from its `rank` on: together they see the batches of one process, and every
+    rank takes the same number of steps. A last batch too small to give every rank two rows joins the one before it.
     """
 
     def __init__(
@@ -38,7 +38,8 @@ class TensorBatches:
         bounds = [
             (start, min(start + self.batch_size, len(self.x))) for start in range(0, len(self.x), self.batch_size)
         ]
-        if self.shuffle and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        # Each of the ranks needs two rows or more of the last batch (batch norm); one process: the rule above.
+        if self.shuffle and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < 2 * self.world_size:
             bounds[-2:] = [(bounds[-2][0], bounds[-1][1])]
         return bounds
 

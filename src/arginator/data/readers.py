@@ -233,7 +233,10 @@ def iter_chunks(
 
 
 def row_count(path: Path | str) -> int | None:
-    """Rows in an embedding file, read from its header (HDF5, Parquet, NPY/NPZ); None for CSV (it has no header)."""
+    """Rows in an embedding file, read from its header (HDF5, Parquet, NPY, uncompressed NPZ).
+
+    None for CSV and compressed NPZ, which cannot be read from the middle.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"input not found: {path}")
@@ -253,13 +256,20 @@ def row_count(path: Path | str) -> int | None:
             return int(pq.ParquetFile(path).metadata.num_rows)
         except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
             raise DataError(f"cannot read {path.name}: not a readable Parquet file ({exc})") from None
-    if suffix == ".npy":
-        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
-    if suffix == ".npz":
-        with zipfile.ZipFile(path) as archive:
-            keys = [n.removesuffix(".npy") for n in archive.namelist()]
-        vector_key = next((k for k in VECTOR_KEYS if k in keys), None)
-        return None if vector_key is None else int(npz_member(path, vector_key).shape[0])
+    try:
+        if suffix == ".npy":
+            return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
+        if suffix == ".npz":
+            with zipfile.ZipFile(path) as archive:
+                members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            vector_key = next((k for k in VECTOR_KEYS if k in members), None)
+            # A compressed member has no row index: reading any window means inflating the whole array, so it is one
+            # window (None), as a CSV is.
+            if vector_key is None or members[vector_key].compress_type != zipfile.ZIP_STORED:
+                return None
+            return int(npz_member(path, vector_key).shape[0])
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read {path.name}: {exc}") from None
     return None
 
 

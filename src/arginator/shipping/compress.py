@@ -337,7 +337,10 @@ def choose_shipped(rows: dict[str, dict[str, Any]], max_f1_drop: float) -> str:
     eligible = [
         name
         for name, row in rows.items()
-        if row["file"] and row["val_f1_drop"] <= max_f1_drop and row.get("batch_independent", True)
+        if row["file"]
+        and row["val_f1_drop"] <= max_f1_drop
+        and name not in BATCH_DEPENDENT
+        and row.get("batch_independent", True)
     ]
     return min(eligible, key=lambda name: (rows[name]["bytes"], -rows[name]["val_macro_f1"], name))
 

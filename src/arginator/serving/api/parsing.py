@@ -223,7 +223,7 @@ def parse_sequences(
     ids: list[str] | None = None
     if fasta:
         try:
-            text = body.decode("utf-8")
+            text = body.decode("utf-8-sig")  # a byte-order mark is not part of the FASTA
         except UnicodeDecodeError as exc:
             raise ApiError(400, f"FASTA body is not UTF-8 text ({exc})") from None
         records: list[tuple[str, str]] = []

@@ -186,10 +186,14 @@ def v1_router(service: Service) -> APIRouter:
     )
     async def predict_sequence(request: Request) -> Response:
         media = media_type(request)
-        if media not in ("application/json", "text/plain", "text/x-fasta", ""):
+        if not (media in ("application/json", "application/x-fasta", "") or media.startswith("text/")):
             raise ApiError(415, f"unsupported content type '{media}': send text/x-fasta (FASTA) or application/json")
         body = await read_body(request, settings.max_body_bytes)
-        fasta = media.startswith("text/") or (media == "" and body.lstrip().startswith(b">"))
+        fasta = (
+            media.startswith("text/")
+            or media == "application/x-fasta"
+            or (media == "" and body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b">"))
+        )
         ids, sequences = parse_sequences(body, fasta, settings.max_sequences, settings.max_sequence_length)
         predictor = service.check_embedder("protein", "a UniRep-trained model and arginator[protein]")
         vectors = await service.embed(sequences)
