@@ -9,7 +9,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
@@ -40,34 +39,41 @@ def inputs(tmp_path_factory):
 
 def test_ray_actors_give_the_single_process_answers_in_input_order(inputs):
     root, model, files = inputs
-    out = root / "ray-out"
+    out = root / "ray-out.parquet"
     # 30,000 + 7,000 rows in windows of 4,096: 10 windows, both files' last windows partial.
     assert [(w["start"], w["stop"]) for w in windows(files, 4096)][-3:] == [(28672, 30000), (0, 4096), (4096, 7000)]
     rows = predict_with_ray(files, model, out, workers=2, cpus_per_worker=1, chunk_rows=2048, window_rows=4096)
     assert rows == 37_000
-    got = pads.dataset(out, format="parquet").to_table().to_pandas()
+    got = pq.read_table(out).to_pandas()
     expected = []
     for file in files:
         predict_file(Predictor(model, threads=1), file, root / f"{file.stem}.parquet", chunk_rows=2048)
         expected.append(pq.read_table(root / f"{file.stem}.parquet").to_pandas())
     pd.testing.assert_frame_equal(got, pd.concat(expected, ignore_index=True))
-    assert not (root / "ray-out.partial").exists()
+    assert not list(root.glob(".ray-out*"))  # no temporary file left beside it
 
 
 def test_cli_engine_ray_and_its_errors(inputs, tmp_path):
     _, model, files = inputs
     command = [sys.executable, "-m", "arginator.cli", "predict", str(files[1]), "--model", str(model)]
-    done = subprocess.run([*command, "--out", str(tmp_path / "p"), "--engine", "ray", "--workers", "2"],
+    done = subprocess.run([*command, "--out", str(tmp_path / "p.csv"), "--engine", "ray", "--workers", "2"],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "7000 rows" in done.stdout and len(pads.dataset(tmp_path / "p").to_table()) == 7000
+    assert "7000 rows" in done.stdout
+    local = subprocess.run([*command, "--out", str(tmp_path / "local.csv")], capture_output=True, text=True)
+    assert local.returncode == 0, local.stderr[-2000:]
+    assert (tmp_path / "p.csv").read_text() == (tmp_path / "local.csv").read_text()  # the same file, byte for byte
+    directory = subprocess.run(
+        [*command, "--out", str(tmp_path / "folder"), "--engine", "ray"], capture_output=True, text=True, check=False
+    )
+    assert directory.returncode == 2 and "must end in .csv or .parquet" in directory.stderr
     wrong = subprocess.run(
         [*command, "--out", str(tmp_path / "q"), "--engine", "spark"], capture_output=True, text=True, check=False
     )
     assert wrong.returncode == 2 and "--engine must be local or ray" in wrong.stderr
     with pytest.raises(ModelLoadError):
-        predict_with_ray(files, tmp_path / "missing.onnx", tmp_path / "r")
-    assert not (tmp_path / "r").exists()
+        predict_with_ray(files, tmp_path / "missing.onnx", tmp_path / "r.parquet")
+    assert not list(tmp_path.glob("*r.parquet*"))
 
 
 def test_bad_rows_fail_with_the_projects_error_and_leave_nothing(inputs, tmp_path):
@@ -79,8 +85,8 @@ def test_bad_rows_fail_with_the_projects_error_and_leave_nothing(inputs, tmp_pat
         handle["embeddings"] = vectors
         handle["ids"] = np.array([f"b{i}" for i in range(100)], dtype="S")
     with pytest.raises(InvalidInput, match="NaN"):
-        predict_with_ray([bad], model, tmp_path / "out", workers=1)
-    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+        predict_with_ray([bad], model, tmp_path / "out.parquet", workers=1)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.h5"]  # no output, no temporary file
 
 
 def test_csv_is_one_window_and_a_missing_file_is_named(inputs, tmp_path):
@@ -89,10 +95,10 @@ def test_csv_is_one_window_and_a_missing_file_is_named(inputs, tmp_path):
     table.insert(0, "id", [f"c{i}" for i in range(50)])
     table.to_csv(tmp_path / "rows.csv", index=False)
     assert windows([tmp_path / "rows.csv"], 16) == [{"path": str(tmp_path / "rows.csv"), "start": 0, "stop": -1}]
-    assert predict_with_ray([tmp_path / "rows.csv"], model, tmp_path / "out", workers=1, chunk_rows=16) == 50
-    got = pads.dataset(tmp_path / "out", format="parquet").to_table().to_pandas()
+    assert predict_with_ray([tmp_path / "rows.csv"], model, tmp_path / "out.parquet", workers=1, chunk_rows=16) == 50
+    got = pq.read_table(tmp_path / "out.parquet").to_pandas()
     predict_file(Predictor(model, threads=1), tmp_path / "rows.csv", tmp_path / "one.parquet", chunk_rows=16)
     pd.testing.assert_frame_equal(got, pq.read_table(tmp_path / "one.parquet").to_pandas())
     with pytest.raises(DataError, match="input not found"):
-        predict_with_ray([tmp_path / "nowhere.h5"], model, tmp_path / "out2", workers=1)
-    assert not (tmp_path / "out2").exists()
+        predict_with_ray([tmp_path / "nowhere.h5"], model, tmp_path / "out2.parquet", workers=1)
+    assert not list(tmp_path.glob("*out2*"))

@@ -33,7 +33,7 @@ def predict(
             "name@v1.2.3.",
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Predictions: .csv or .parquet (--engine ray: a Parquet directory).")],
+    out: Annotated[Path, typer.Option(help="Predictions: .csv or .parquet.")],
     chunk_rows: Annotated[int, typer.Option(help="Rows read and predicted at a time (bounds memory).")] = 8192,
     min_confidence: Annotated[float, typer.Option(help="Flag rows whose confidence is below this.")] = 0.5,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads (0: all cores); --engine ray: per worker.")] = 0,
@@ -67,12 +67,14 @@ def predict(
         from arginator.serving.ray_batch import predict_with_ray
 
         try:
-            rows = predict_with_ray(
-                [source], _model_path(model), out, workers, max(threads, 1), chunk_rows, min_confidence, ray_address
-            )
+            with tqdm(unit=" rows", unit_scale=True, mininterval=0.5, file=sys.stderr, desc=source.name) as bar:
+                rows = predict_with_ray(
+                    [source], _model_path(model), out, workers, max(threads, 1), chunk_rows, min_confidence,
+                    ray_address, progress=bar.update,
+                )  # fmt: skip
         except ArginatorError as exc:
             raise _fail(exc) from None
-        typer.echo(f"{rows} rows -> {out}/ (Ray Data, {workers} workers)")
+        typer.echo(f"{rows} rows -> {out} (Ray Data, {workers} workers)")
         return
     try:
         predictor = Predictor(_model_path(model), threads=threads, min_confidence=min_confidence)

@@ -9,9 +9,9 @@ abstained, novelty and one probability column per class. The output appears unde
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,11 @@ from arginator.data.readers import iter_chunks
 from arginator.errors import InvalidInput
 from arginator.inputs import input_chunks
 from arginator.serving.predictor import Predictor
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_TEXT_COLUMNS = {"id", "label", "abstained"}
 
 
 class _CsvSink:
@@ -39,11 +44,11 @@ class _ParquetSink:
     def __init__(self, path: Path, header: list[str]) -> None:
         self.path, self.header, self.writer = path, header, None
 
-    def write(self, columns: dict[str, Any]) -> None:
+    def write(self, columns: dict[str, Any] | pa.Table) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table(columns)
+        table = columns if isinstance(columns, pa.Table) else pa.table(columns)
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, table.schema)
         self.writer.write_table(table)
@@ -129,31 +134,48 @@ def predict_chunks(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Predict (ids, vectors) chunks into `out` (`.csv` or `.parquet`, atomically); returns the number of rows."""
+
+    def predicted() -> Iterator[dict[str, Any]]:
+        for ids, vectors in chunks:
+            if not ids:  # e.g. a CSV with a header only
+                continue
+            try:
+                yield prediction_columns(predictor, ids, vectors)
+            except InvalidInput as exc:
+                raise InvalidInput(f"{source_name}, chunk starting at id '{ids[0]}': {exc}") from None
+
+    return write_predictions(predicted(), out, output_columns(predictor), progress)
+
+
+def write_predictions(
+    batches: Iterable[dict[str, Any] | pa.Table],
+    out: Path | str,
+    header: list[str],
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write batches of prediction columns (`header` order) to `out`, `.csv` or `.parquet`; returns the rows.
+
+    The file appears under its name only once every batch is written (a failure mid-way leaves nothing).
+    """
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in {".csv", ".parquet"}:
         raise InvalidInput(f"output must end in .csv or .parquet, got '{out.name}'")
-    classes = predictor.info.classes
-    novelty = predictor.info.novelty_threshold is not None
-    header = output_columns(predictor)
     total = 0
     with atomic_path(out) as partial:
         sink = _CsvSink(partial, header) if suffix == ".csv" else _ParquetSink(partial, header)
         try:
-            for ids, vectors in chunks:
-                if not ids:  # e.g. a CSV with a header only
-                    continue
-                try:
-                    columns = prediction_columns(predictor, ids, vectors)
-                except InvalidInput as exc:
-                    raise InvalidInput(f"{source_name}, chunk starting at id '{ids[0]}': {exc}") from None
+            for batch in batches:
+                columns = batch.to_pydict() if suffix == ".csv" and not isinstance(batch, dict) else batch
                 if suffix == ".csv":  # fixed precision keeps CSVs small and diffable
-                    for key in ("confidence", *(["novelty"] if novelty else []), *(f"p_{c}" for c in classes)):
-                        columns[key] = [f"{v:.6g}" for v in columns[key]]
+                    for key in header:
+                        if key not in _TEXT_COLUMNS:
+                            columns[key] = [f"{v:.6g}" for v in columns[key]]
                 sink.write(columns)
-                total += len(ids)
+                rows = len(columns["id"]) if isinstance(columns, dict) else columns.num_rows
+                total += rows
                 if progress is not None:
-                    progress(len(ids))
+                    progress(rows)
         finally:
             sink.close()
     return total
