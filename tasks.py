@@ -314,7 +314,7 @@ def bench_fasta(c: Context, proteins: int = 10_000, model: str = "deploy/arg-bin
 
 
 @task
-def bench_ray(c: Context, rows: int = 1_000_000, repeats: int = 3) -> None:
+def bench_ray(c: Context, rows: int = 1_000_000, repeats: int = 5) -> None:
     """Batch prediction on Ray Data (2 actors, 1 actor) vs one process -> reports/benchmarks/predict_ray.md."""
     c.run(f"python benchmarks/predict_ray.py --rows {rows} --repeats {repeats}", pty=False)
 

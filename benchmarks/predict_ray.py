@@ -5,7 +5,7 @@ the single process with 2 ONNX Runtime threads, Ray Data with 2 actors of 1 CPU 
 per-worker figure that scales out), each `--repeats` times (medians; the order alternates). The outputs are checked
 identical. Results go to `reports/benchmarks/predict_ray.md`.
 
-Usage: python benchmarks/predict_ray.py [--rows 1000000] [--repeats 3] [--workdir /tmp/arginator-ray]
+Usage: python benchmarks/predict_ray.py [--rows 1000000] [--repeats 5] [--workdir /tmp/arginator-ray]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _in_process(source: Path, model: Path, out: Path, workers: int, chunk_rows: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--chunk-rows", type=int, default=8192)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/arginator-ray"))
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/predict_ray.md"))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from arginator.data.readers import iter_chunks, row_count
 from arginator.errors import ArginatorError, InvalidInput
@@ -52,7 +53,7 @@ class PredictWindows:
         self.predictor = Predictor(model, threads=threads, min_confidence=min_confidence)
         self.chunk_rows = chunk_rows
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
         """Windows in (`path`, `start`, `stop`); prediction columns out, one chunk of rows at a time."""
         for path, start, stop in zip(batch["path"], batch["start"], batch["stop"], strict=True):
             window = (int(start), None if stop < 0 else int(stop))
@@ -63,7 +64,7 @@ class PredictWindows:
                     columns = prediction_columns(self.predictor, chunk.ids, chunk.vectors)
                 except InvalidInput as exc:
                     raise InvalidInput(f"{Path(path).name}, chunk starting at id '{chunk.ids[0]}': {exc}") from None
-                yield {key: np.asarray(value) for key, value in columns.items()}
+                yield pa.table(columns)  # the conversion the single process makes; Ray takes Arrow blocks as they are
 
 
 def predict_with_ray(
