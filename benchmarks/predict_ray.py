@@ -1,9 +1,13 @@
 """Ray Data vs one process: `arginator predict` over the same 1M x 1024 rows, on the same cores, in one run.
 
-Writes an (N x 1024) float32 HDF5 file and a 5-class ONNX classifier with arginator metadata, then times the real CLI:
-the single process with 2 ONNX Runtime threads, Ray Data with 2 actors of 1 CPU each, and Ray Data with 1 actor (the
-per-worker figure that scales out), each `--repeats` times (medians; the order alternates). The outputs are checked
-identical. Results go to `reports/benchmarks/predict_ray.md`.
+Writes an (N x 1024) float32 HDF5 file and a 5-class ONNX classifier with arginator metadata, starts a local Ray
+instance, then times like against like, each `--repeats` times (medians; the order alternates):
+- the real CLI: the single process with 2 ONNX Runtime threads, Ray Data joining the running instance, and Ray Data
+  starting its own instance (2 actors of 1 CPU each);
+- from this process: the single process's engine, and Ray Data on the running instance with 2 actors and with 1 (the
+  per-worker figure that scales out).
+The outputs are checked identical. It also times Ray's fixed cost per job (a small job) and the driver's writer alone.
+Results go to `reports/benchmarks/predict_ray.md`.
 
 Usage: python benchmarks/predict_ray.py [--rows 1000000] [--repeats 5] [--workdir /tmp/arginator-ray]
 """
@@ -16,6 +20,7 @@ import shutil
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,19 +30,43 @@ from large_input import DIM, finish, write_large_input
 SMALL_ROWS = 8192
 
 
-def _run(arguments: list[str]) -> float:
+def _cli(arguments: list[str], env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
-    subprocess.run([shutil.which("arginator") or "arginator", "predict", *arguments], check=True, capture_output=True)
+    command = [shutil.which("arginator") or "arginator", "predict", *arguments]
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, **(env or {})})
     return time.perf_counter() - started
 
 
-def _in_process(source: Path, model: Path, out: Path, workers: int, chunk_rows: int) -> float:
-    """Ray Data on an instance that is already up: the steady-state figure (a cluster is started once)."""
+def _ray_in_process(source: Path, model: Path, out: Path, workers: int, chunk_rows: int) -> float:
+    """Ray Data from this process on the instance already up: actor start-up, planning, prediction and writing."""
     from arginator.serving.ray_batch import predict_with_ray
 
     started = time.perf_counter()
     predict_with_ray([source], model, out, workers=workers, cpus_per_worker=1, chunk_rows=chunk_rows)
     return time.perf_counter() - started
+
+
+def _local_in_process(source: Path, model: Path, out: Path, chunk_rows: int) -> float:
+    """The single process's engine from this process (no interpreter start): the like of `_ray_in_process`."""
+    from arginator.serving.predictor import Predictor
+    from arginator.serving.streaming import predict_file
+
+    started = time.perf_counter()
+    predict_file(Predictor(model, threads=2), source, out, chunk_rows=chunk_rows)
+    return time.perf_counter() - started
+
+
+def _writer_rates(table_path: Path, workdir: Path) -> dict[str, float]:
+    """Rows/s of the driver's writer alone (`write_predictions`, windows of 65,536 rows): the ceiling of one job."""
+    from arginator.serving.streaming import write_predictions
+
+    table = pq.read_table(table_path)
+    rates = {}
+    for suffix in (".parquet", ".csv"):
+        started = time.perf_counter()
+        write_predictions(table.to_batches(max_chunksize=65536), workdir / f"written{suffix}", table.column_names)
+        rates[suffix] = table.num_rows / (time.perf_counter() - started)
+    return rates
 
 
 def main() -> None:
@@ -48,15 +77,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/arginator-ray"))
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/predict_ray.md"))
     args = parser.parse_args()
-    source, model = write_large_input(args.workdir, args.rows)
-    common = [str(source), "--model", str(model), "--chunk-rows", str(args.chunk_rows)]
-    variants = {
-        "one process, 2 ORT threads": [*common, "--out", str(args.workdir / "local.parquet"), "--threads", "2"],
-        "Ray Data, 2 actors x 1 CPU": [*common, "--out", str(args.workdir / "ray2.parquet"), "--engine", "ray",
-                                       "--workers", "2", "--threads", "1"],
-        "Ray Data, 1 actor x 1 CPU": [*common, "--out", str(args.workdir / "ray1.parquet"), "--engine", "ray",
-                                      "--workers", "1", "--threads", "1"],
-    }  # fmt: skip
+    work = args.workdir
+    source, model = write_large_input(work, args.rows)
+    small, _ = write_large_input(work / "small", SMALL_ROWS)
     import ray
 
     # The instance the CLI starts preloads Ray Data and the actor module in its idle workers: the same here.
@@ -64,56 +87,82 @@ def main() -> None:
     started = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray_start = time.perf_counter() - started
-    warm = {
-        "Ray Data on a running instance, 2 actors x 1 CPU": 2,
-        "Ray Data on a running instance, 1 actor x 1 CPU": 1,
-    }
-    small, _ = write_large_input(args.workdir / "small", SMALL_ROWS)
-    fixed: list[float] = []  # a job so small that its time is Ray's fixed cost per job
-    times: dict[str, list[float]] = {name: [] for name in [*variants, *warm]}
-    for repeat in range(args.repeats):
-        order = [*variants, *warm] if repeat % 2 == 0 else [*reversed(warm), *reversed(variants)]
-        for name in order:
-            if name in warm:
-                times[name].append(
-                    _in_process(source, model, args.workdir / f"warm{warm[name]}.parquet", warm[name], args.chunk_rows)
-                )
-            else:
-                times[name].append(_run(variants[name]))
-            print(f"{name}: {times[name][-1]:.1f} s", flush=True)
-        fixed.append(_in_process(small, model, args.workdir / "small.parquet", 2, args.chunk_rows))
-    ray.shutdown()
-    local = pq.read_table(args.workdir / "local.parquet")
-    identical = all(
-        pq.read_table(args.workdir / f"{name}.parquet").equals(local) for name in ("ray2", "ray1", "warm2", "warm1")
+    joined = {"RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    common = [str(source), "--model", str(model), "--chunk-rows", str(args.chunk_rows)]
+    ray2 = ["--engine", "ray", "--workers", "2", "--threads", "1"]
+    # name -> (the baseline it is compared with, how to time it, its output)
+    variants: dict[str, tuple[str, Callable[[], float], Path]] = {}
+
+    def add(name: str, baseline: str, run: Callable[[Path], float], out: str) -> None:
+        variants[name] = (baseline, lambda: run(work / out), work / out)
+
+    cli, here = "CLI: one process, 2 ORT threads", "in one process: one process, 2 ORT threads"
+    add(cli, cli, lambda out: _cli([*common, "--out", str(out), "--threads", "2"]), "cli-local.parquet")
+    add(
+        "CLI: Ray Data joining the running instance (RAY_ADDRESS), 2 actors x 1 CPU",
+        cli,
+        lambda out: _cli([*common, "--out", str(out), *ray2], joined),
+        "cli-joined.parquet",
     )
+    add(
+        "CLI: Ray Data starting its own local instance, 2 actors x 1 CPU",
+        cli,
+        lambda out: _cli([*common, "--out", str(out), *ray2], {"RAY_ADDRESS": ""}),
+        "cli-own.parquet",
+    )
+    add(here, here, lambda out: _local_in_process(source, model, out, args.chunk_rows), "local.parquet")
+    add(
+        "in one process: Ray Data on the running instance, 2 actors x 1 CPU",
+        here,
+        lambda out: _ray_in_process(source, model, out, 2, args.chunk_rows),
+        "warm2.parquet",
+    )
+    add("in one process: Ray Data on the running instance, 1 actor x 1 CPU", here,
+        lambda out: _ray_in_process(source, model, out, 1, args.chunk_rows), "warm1.parquet")  # fmt: skip
+    fixed: list[float] = []  # a job so small that its time is Ray's fixed cost per job
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for repeat in range(args.repeats):
+        for name in list(variants) if repeat % 2 == 0 else reversed(variants):
+            times[name].append(variants[name][1]())
+            print(f"{name}: {times[name][-1]:.1f} s", flush=True)
+        fixed.append(_ray_in_process(small, model, work / "small.parquet", 2, args.chunk_rows))
+    ray.shutdown()
+    reference = pq.read_table(work / "local.parquet")
+    identical = all(pq.read_table(out).equals(reference) for _, _, out in variants.values())
+    writer = _writer_rates(work / "local.parquet", work)
     medians = {name: statistics.median(values) for name, values in times.items()}
-    base = medians["one process, 2 ORT threads"]
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     lines = [
         "# Batch prediction: Ray Data vs one process",
         "",
         f"{stamp}: `arginator predict` over {args.rows:,} x {DIM} float32 rows (HDF5), chunks of {args.chunk_rows}, "
-        f"a 5-class linear ONNX model, 2 cores; median of {args.repeats} runs each, alternating order. The CLI rows "
-        f"include starting Python and, for Ray, a local Ray instance ({ray_start:.1f} s when started alone); the "
-        "'running instance' rows time `predict_with_ray` on an instance already up, as on a cluster.",
+        f"a 5-class linear ONNX model, 2 cores; median of {args.repeats} runs each, alternating order. Each row is "
+        "compared with the single process of its own kind: the CLI rows include starting Python (and, for Ray, "
+        f"joining or starting an instance: {ray_start:.1f} s to start one alone); the 'in one process' rows time the "
+        "call from an interpreter that has its imports done, on the Ray instance the benchmark started, as a "
+        "driver on a cluster would.",
         "",
-        "| engine | median s | rows/s | rows/s per worker | vs one process |",
+        "| engine | median s | rows/s | rows/s per worker | vs one process of its kind |",
         "|---|---|---|---|---|",
     ]
     for name, seconds in medians.items():
         workers = 2 if "2 actors" in name else 1
         per_worker = f"{args.rows / seconds / workers:,.0f}" if "Ray" in name else ""
-        lines.append(f"| {name} | {seconds:.1f} | {args.rows / seconds:,.0f} | {per_worker} | {base / seconds:.2f}x |")
+        ratio = medians[variants[name][0]] / seconds
+        lines.append(f"| {name} | {seconds:.1f} | {args.rows / seconds:,.0f} | {per_worker} | {ratio:.2f}x |")
     lines += [
         "",
         f"Outputs identical to the single process's: {'yes' if identical else 'NO'}.",
         "",
         f"Ray's fixed cost per job (starting the actors' worker processes, which import Ray Data and the model; "
         f"planning; collecting): {statistics.median(fixed):.1f} s (median) for a job of {SMALL_ROWS:,} rows on the "
-        "running instance with 2 actors. Larger jobs amortise it; the rows/s per worker is what adds up on a cluster.",
+        "running instance with 2 actors.",
+        "",
+        f"The driver writes every row of a job: its writer alone takes {writer['.parquet']:,.0f} rows/s to Parquet "
+        f"and {writer['.csv']:,.0f} rows/s to CSV here, the ceiling of one job however many actors it has. Beyond "
+        "it, run one job per shard of the input.",
     ]
-    finish(lines, args.out, args.workdir)
+    finish(lines, args.out, work)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import pyarrow as pa
 from arginator.data.readers import iter_chunks, row_count
 from arginator.errors import ArginatorError, InvalidInput
 from arginator.serving.predictor import Predictor
-from arginator.serving.streaming import output_columns, prediction_columns, write_predictions
+from arginator.serving.streaming import check_output, output_columns, prediction_columns, write_predictions
 
 log = logging.getLogger(__name__)
 WINDOW_ROWS = 65536  # 16 windows for 1M rows: enough to balance 2-8 actors, few enough that scheduling is cheap
@@ -100,8 +100,7 @@ def predict_with_ray(
 
     model_path = str(Path(model).resolve())
     header = output_columns(Predictor(model_path))  # fails here, with the usual message, on a bad model
-    if Path(out).suffix.lower() not in {".csv", ".parquet"}:
-        raise InvalidInput(f"output must end in .csv or .parquet, got '{Path(out).name}'")
+    check_output(out)  # before Ray starts: a bad name fails at once, not after the job
     started_here = not ray.is_initialized()
     if started_here:
         _init_ray(address)
@@ -168,6 +167,7 @@ def _user_error(exc: BaseException) -> ArginatorError:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ArginatorError) and not isinstance(cause, RayError):  # not Ray's wrapper of it
-            return cause
+            # Ray appends its retry advice to the message; the project's own messages are one line.
+            return type(cause)(str(cause).splitlines()[0])
         cause = getattr(cause, "cause", None) or cause.__cause__
     return ArginatorError(f"the Ray job failed: {str(exc).splitlines()[0]}")

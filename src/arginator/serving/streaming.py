@@ -30,11 +30,12 @@ _TEXT_COLUMNS = {"id", "label", "abstained"}
 class _CsvSink:
     def __init__(self, path: Path, header: list[str]) -> None:
         self.handle = path.open("w", newline="")
+        self.header = header
         self.writer = csv.writer(self.handle)
         self.writer.writerow(header)
 
     def write(self, columns: dict[str, Any]) -> None:
-        self.writer.writerows(zip(*columns.values(), strict=True))
+        self.writer.writerows(zip(*(columns[name] for name in self.header), strict=True))
 
     def close(self) -> None:
         self.handle.close()
@@ -48,7 +49,7 @@ class _ParquetSink:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = columns if isinstance(columns, pa.Table) else pa.table(columns)
+        table = (columns if isinstance(columns, pa.Table) else pa.table(columns)).select(self.header)
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, table.schema)
         self.writer.write_table(table)
@@ -147,6 +148,16 @@ def predict_chunks(
     return write_predictions(predicted(), out, output_columns(predictor), progress)
 
 
+def check_output(out: Path | str) -> Path:
+    """`out` as a predictions file may be: a `.csv` or `.parquet` name that is not a directory. Raises InvalidInput."""
+    out = Path(out)
+    if out.suffix.lower() not in {".csv", ".parquet"}:
+        raise InvalidInput(f"output must end in .csv or .parquet, got '{out.name}'")
+    if out.is_dir():  # e.g. left by an older `--engine ray`, which wrote a directory of parts
+        raise InvalidInput(f"output '{out}' is a directory: remove it or give another file name")
+    return out
+
+
 def write_predictions(
     batches: Iterable[dict[str, Any] | pa.Table],
     out: Path | str,
@@ -157,10 +168,8 @@ def write_predictions(
 
     The file appears under its name only once every batch is written (a failure mid-way leaves nothing).
     """
-    out = Path(out)
+    out = check_output(out)
     suffix = out.suffix.lower()
-    if suffix not in {".csv", ".parquet"}:
-        raise InvalidInput(f"output must end in .csv or .parquet, got '{out.name}'")
     total = 0
     with atomic_path(out) as partial:
         sink = _CsvSink(partial, header) if suffix == ".csv" else _ParquetSink(partial, header)
