@@ -107,7 +107,7 @@ def main() -> None:
     add(
         "CLI: Ray Data starting its own local instance, 2 actors x 1 CPU",
         cli,
-        lambda out: _cli([*common, "--out", str(out), *ray2], {"RAY_ADDRESS": ""}),
+        lambda out: _cli([*common, "--out", str(out), *ray2], {"RAY_ADDRESS": ""}),  # empty: unset for the CLI
         "cli-own.parquet",
     )
     add(here, here, lambda out: _local_in_process(source, model, out, args.chunk_rows), "local.parquet")

@@ -54,7 +54,7 @@ class PredictWindows:
         self.chunk_rows = chunk_rows
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
-        """Windows in (`path`, `start`, `stop`); prediction columns out, one chunk of rows at a time."""
+        """Windows in (`path`, `start`, `stop`); predictions out, one Arrow table per chunk of rows."""
         for path, start, stop in zip(batch["path"], batch["start"], batch["stop"], strict=True):
             window = (int(start), None if stop < 0 else int(stop))
             for chunk in iter_chunks(str(path), chunk_rows=self.chunk_rows, window=window):
