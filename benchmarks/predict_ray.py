@@ -28,6 +28,19 @@ import pyarrow.parquet as pq
 from large_input import DIM, finish, write_large_input
 
 SMALL_ROWS = 8192
+IDLE_PERCENT = 10.0  # the machine counts as idle below this CPU use (all cores, over half a second)
+
+
+def _settle(limit_s: float = 15.0) -> float:
+    """Wait until the machine is idle: no timed run pays for the one before it (a Ray instance shutting down, actors
+    exiting, files being flushed). Returns the CPU use (%) seen last."""
+    import psutil
+
+    deadline = time.monotonic() + limit_s
+    busy = psutil.cpu_percent(interval=0.5)
+    while busy > IDLE_PERCENT and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=0.5)
+    return busy
 
 
 def _cli(arguments: list[str], env: dict[str, str] | None = None) -> float:
@@ -123,8 +136,10 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(args.repeats):
         for name in list(variants) if repeat % 2 == 0 else reversed(variants):
+            _settle()
             times[name].append(variants[name][1]())
             print(f"{name}: {times[name][-1]:.1f} s", flush=True)
+        _settle()
         fixed.append(_ray_in_process(small, model, work / "small.parquet", 2, args.chunk_rows))
     ray.shutdown()
     reference = pq.read_table(work / "local.parquet")
@@ -136,7 +151,8 @@ def main() -> None:
         "# Batch prediction: Ray Data vs one process",
         "",
         f"{stamp}: `arginator predict` over {args.rows:,} x {DIM} float32 rows (HDF5), chunks of {args.chunk_rows}, "
-        f"a 5-class linear ONNX model, 2 cores; median of {args.repeats} runs each, alternating order. Each row is "
+        f"a 5-class linear ONNX model, 2 cores; median of {args.repeats} runs each, alternating order, each started "
+        f"once the machine is idle (under {IDLE_PERCENT:.0f}% CPU). Each row is "
         "compared with the single process of its own kind: the CLI rows include starting Python (and, for Ray, "
         f"joining or starting an instance: {ray_start:.1f} s to start one alone); the 'in one process' rows time the "
         "call from an interpreter that has its imports done, on the Ray instance the benchmark started, as a "
