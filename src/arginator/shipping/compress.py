@@ -43,7 +43,7 @@ from arginator.config import ModelConfig
 from arginator.serving import metadata
 from arginator.serving.decide import decide
 from arginator.serving.metadata import INPUT_NAME
-from arginator.shipping.export import build_metadata, export_ffnn, onnx_novelty
+from arginator.shipping.export import build_metadata, ffnn_graph, onnx_novelty, save_graph
 from arginator.shipping.timing import measure, session_predictor
 from arginator.training import runs, visualize
 from arginator.training.metrics import macro_f1
@@ -255,13 +255,17 @@ def _build_and_choose(
         }
         predictors[name] = predict
 
+    graphs: dict[int, tuple[EmbeddingClassifier, Any]] = {}  # one export per network: fp32 and int8 share it
+
     def onnx_variant(
         name: str, candidate: EmbeddingClassifier, extra: dict[str, Any], int8: bool = False, static: bool = False
     ) -> None:
-        if candidate is not module and threshold_of(module.net) is not None:  # pruned features: a new bank
-            fit_novelty(candidate.net, x_train, x_val, config.train.novelty_quantile, seed=config.train.seed)
+        if id(candidate) not in graphs:
+            if candidate is not module and threshold_of(module.net) is not None:  # pruned features: a new bank
+                fit_novelty(candidate.net, x_train, x_val, config.train.novelty_quantile, seed=config.train.seed)
+            graphs[id(candidate)] = (candidate, ffnn_graph(candidate))  # the module is kept: its id stays its own
         meta = build_metadata(candidate, thresholds, info | {"embedder": embedder}) | {"variant": name}
-        path = export_ffnn(candidate, meta, variants_dir / f"{name}.onnx")
+        path = save_graph(graphs[id(candidate)][1], meta, variants_dir / f"{name}.onnx")
         if int8:
             fp32 = path
             calibration = x_train if static else None

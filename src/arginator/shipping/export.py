@@ -71,8 +71,8 @@ def build_metadata(
     )
 
 
-def export_ffnn(module: EmbeddingClassifier, meta: dict[str, str], path: Path) -> Path:
-    """Export the FFNN (eval mode) with a dynamic batch axis, then write the metadata into the file."""
+def ffnn_graph(module: EmbeddingClassifier) -> onnx.ModelProto:
+    """The FFNN (eval mode) as an ONNX graph with a dynamic batch axis, without metadata (seconds: export once)."""
     module = module.cpu().eval()
     example = torch.zeros(2, module.hparams["input_dim"], dtype=torch.float32)
     with warnings.catch_warnings():
@@ -89,10 +89,22 @@ def export_ffnn(module: EmbeddingClassifier, meta: dict[str, str], path: Path) -
     model = program.model_proto
     for node in model.graph.node:  # the exporter's debugging notes hold absolute source paths: files would differ
         del node.metadata_props[:]  # between checkouts, and the ship policy compares file sizes
+    return model
+
+
+def save_graph(graph: onnx.ModelProto, meta: dict[str, str], path: Path) -> Path:
+    """Save a copy of `graph` with `meta` as its metadata (the graph itself is left as it was)."""
+    model = onnx.ModelProto()
+    model.CopyFrom(graph)
     metadata.write(model, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return path
+
+
+def export_ffnn(module: EmbeddingClassifier, meta: dict[str, str], path: Path) -> Path:
+    """Export the FFNN (eval mode) with a dynamic batch axis, then write the metadata into the file."""
+    return save_graph(ffnn_graph(module), meta, path)
 
 
 def export_baseline(baseline: LogisticBaseline, meta: dict[str, str], path: Path) -> Path:
