@@ -132,14 +132,15 @@ def main() -> None:
     )
     add("in one process: Ray Data on the running instance, 1 actor x 1 CPU", here,
         lambda out: _ray_in_process(source, model, out, 1, args.chunk_rows), "warm1.parquet")  # fmt: skip
+    settled: list[float] = []  # CPU use (%) seen just before each timed run
     fixed: list[float] = []  # a job so small that its time is Ray's fixed cost per job
     times: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(args.repeats):
         for name in list(variants) if repeat % 2 == 0 else reversed(variants):
-            _settle()
+            settled.append(_settle())
             times[name].append(variants[name][1]())
             print(f"{name}: {times[name][-1]:.1f} s", flush=True)
-        _settle()
+        settled.append(_settle())
         fixed.append(_ray_in_process(small, model, work / "small.parquet", 2, args.chunk_rows))
     ray.shutdown()
     reference = pq.read_table(work / "local.parquet")
@@ -152,7 +153,8 @@ def main() -> None:
         "",
         f"{stamp}: `arginator predict` over {args.rows:,} x {DIM} float32 rows (HDF5), chunks of {args.chunk_rows}, "
         f"a 5-class linear ONNX model, 2 cores; median of {args.repeats} runs each, alternating order, each started "
-        f"once the machine is idle (under {IDLE_PERCENT:.0f}% CPU). Each row is "
+        f"once the machine was idle (under {IDLE_PERCENT:.0f}% CPU, waiting 15 s at most; the highest reading before "
+        f"a run: {max(settled):.0f}%). Each row is "
         "compared with the single process of its own kind: the CLI rows include starting Python (and, for Ray, "
         f"joining or starting an instance: {ray_start:.1f} s to start one alone); the 'in one process' rows time the "
         "call from an interpreter that has its imports done, on the Ray instance the benchmark started, as a "

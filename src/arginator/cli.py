@@ -138,6 +138,9 @@ def cross_validate_command(
     ood: Annotated[
         list[Path] | None, typer.Option(help="Embeddings the model should call novel (repeatable): novelty AUROC.")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Folds trained at once, each on one thread (0: one per core). Same figures for any.")
+    ] = 0,
 ) -> None:
     """k-fold cross-validation of the FFNN and the baseline (grouped by homology and random): mean +- sd per score."""
     _setup_logging()
@@ -145,7 +148,9 @@ def cross_validate_command(
         from arginator.config import load_config
         from arginator.training.crossval import cross_validate
 
-        result = cross_validate(data, load_config(config, set_ or []), groups, out, k=folds, ood=ood)
+        result = cross_validate(
+            data, load_config(config, set_ or []), groups, out, k=folds, ood=ood, workers=workers or None
+        )
         for kind in ("grouped", "random"):
             if kind in result:
                 ffnn, base = (

@@ -255,7 +255,8 @@ def _build_and_choose(
         }
         predictors[name] = predict
 
-    graphs: dict[int, tuple[EmbeddingClassifier, Any]] = {}  # one export per network: fp32 and int8 share it
+    # One export per network: fp32 and int8 share it. The network is kept, so that its id stays its own.
+    graphs: dict[int, tuple[EmbeddingClassifier, onnx.ModelProto]] = {}
 
     def onnx_variant(
         name: str, candidate: EmbeddingClassifier, extra: dict[str, Any], int8: bool = False, static: bool = False
@@ -263,7 +264,7 @@ def _build_and_choose(
         if id(candidate) not in graphs:
             if candidate is not module and threshold_of(module.net) is not None:  # pruned features: a new bank
                 fit_novelty(candidate.net, x_train, x_val, config.train.novelty_quantile, seed=config.train.seed)
-            graphs[id(candidate)] = (candidate, ffnn_graph(candidate))  # the module is kept: its id stays its own
+            graphs[id(candidate)] = (candidate, ffnn_graph(candidate))
         meta = build_metadata(candidate, thresholds, info | {"embedder": embedder}) | {"variant": name}
         path = save_graph(graphs[id(candidate)][1], meta, variants_dir / f"{name}.onnx")
         if int8:

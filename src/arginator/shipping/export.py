@@ -72,7 +72,10 @@ def build_metadata(
 
 
 def ffnn_graph(module: EmbeddingClassifier) -> onnx.ModelProto:
-    """The FFNN (eval mode) as an ONNX graph with a dynamic batch axis, without metadata (seconds: export once)."""
+    """The FFNN as an ONNX graph with a dynamic batch axis, without metadata (seconds per call: export once).
+
+    The module is moved to the CPU and put in eval mode, in place.
+    """
     module = module.cpu().eval()
     example = torch.zeros(2, module.hparams["input_dim"], dtype=torch.float32)
     with warnings.catch_warnings():

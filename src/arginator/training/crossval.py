@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from arginator.data.readers import read_all
 from arginator.data.splits import PreparedData
 from arginator.data.tables import EmbeddingTable
 from arginator.data.targets import load_task_table
-from arginator.errors import DataError
+from arginator.errors import ConfigError, DataError
 from arginator.serving.decide import positive_probability
 from arginator.training import runs
 from arginator.training.calibration import uncalibrated
@@ -97,6 +98,7 @@ class FoldTask:
 
     kind: str
     fold: int
+    folds: int
     data: PreparedData
     data_path: str
     config: RunConfig
@@ -110,7 +112,14 @@ def fold_workers(tasks: int) -> int:
 
 
 def train_fold(task: FoldTask) -> dict[str, Any]:
-    """Train both models on one fold and score them on its test rows, on one thread (BLAS and torch alike)."""
+    """Train both models on one fold and score them on its test rows, on one thread (BLAS and torch alike).
+
+    Args:
+        task: the fold, its data and its configuration.
+
+    Returns:
+        The fold's row of `cv.json`: its number, test rows and both models' scores.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -124,27 +133,55 @@ def train_fold(task: FoldTask) -> dict[str, Any]:
         torch.set_num_threads(threads)
 
 
+_FORKED_TASKS: list[FoldTask] = []  # set before forking: workers read their task here instead of unpickling a copy
+
+
+def _train_forked(index: int) -> dict[str, Any]:
+    return train_fold(_FORKED_TASKS[index])
+
+
 def _train_folds(tasks: list[FoldTask], workers: int) -> list[dict[str, Any]]:
-    """Rows of every task, in the tasks' order; `workers` processes at a time (1: in this process)."""
+    """Train and score every task, `workers` processes at a time (1: in this process).
+
+    Args:
+        tasks: the folds.
+        workers: processes at a time; forked on Linux (they inherit the imports, seconds for torch and Lightning, and
+            the data, unpickled), spawned elsewhere.
+
+    Returns:
+        One row per task, in the tasks' order. The first failure stops the others.
+    """
+    global _FORKED_TASKS
     if workers <= 1:
         rows = []
         for task in tasks:
             rows.append(train_fold(task))
             _log_fold(task, rows[-1])
         return rows
-    # Fork: the workers inherit the imports (torch and Lightning take seconds to import) instead of repeating them.
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(train_fold, task) for task in tasks]
+    fork = sys.platform == "linux"  # fork elsewhere is unsafe (macOS) or missing (Windows)
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    _FORKED_TASKS = tasks if fork else []
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
+        if fork:
+            futures = [pool.submit(_train_forked, i) for i in range(len(tasks))]
+        else:
+            futures = [pool.submit(train_fold, task) for task in tasks]
         rows = []
         for task, future in zip(tasks, futures, strict=True):
             rows.append(future.result())
             _log_fold(task, rows[-1])
-        return rows
+    except BaseException:  # a failed fold or Ctrl-C: no fold still queued starts
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        _FORKED_TASKS = []
+    pool.shutdown()
+    return rows
 
 
 def _log_fold(task: FoldTask, row: dict[str, Any]) -> None:
-    log.info("%s fold %d: FFNN macro-F1 %.3f", task.kind, task.fold + 1, row["ffnn"]["macro_f1"])
+    log.info("%s fold %d/%d: FFNN macro-F1 %.3f", task.kind, task.fold + 1, task.folds, row["ffnn"]["macro_f1"])
 
 
 def cross_validate(
@@ -167,11 +204,14 @@ def cross_validate(
         k: folds.
         ood: embedding files the model should call novel (files sharing ids with the data are skipped).
         only: the kinds of folds to run (a sweep re-scores its best trials on the grouped folds only).
-        workers: folds trained at once (None: one per core); the figures are the same for any number.
+        workers: folds trained at once (None: one per core; one on a GPU); the figures are the same for any
+            number.
 
     Returns:
         The content of `cv.json`: per fold and summarised, per kind of folds ("grouped", "random").
     """
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
     config = config.model_copy(deep=True)
     config.train.wandb.mode = "disabled"
     config.train.progress_bar = False
@@ -194,7 +234,9 @@ def cross_validate(
             fold_config = config.model_copy(deep=True)
             fold_config.train.seed = config.train.seed + fold  # the spread covers the seed as well as the split
             data = PreparedData(kind_table, targets, fold_split(kind_table, folds, fold, config.data))
-            tasks.append(FoldTask(kind, fold, data, str(data_path), fold_config, vectors))
+            tasks.append(FoldTask(kind, fold, k, data, str(data_path), fold_config, vectors))
+    if config.train.accelerator != "cpu" and torch.cuda.is_available():
+        workers = 1  # CUDA cannot be used again in a forked process, and the cores say nothing about GPUs
     rows = _train_folds(tasks, workers or fold_workers(len(tasks)))
     for kind in kinds:
         kind_rows = [row for task, row in zip(tasks, rows, strict=True) if task.kind == kind]
