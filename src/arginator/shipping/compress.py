@@ -255,18 +255,18 @@ def _build_and_choose(
         }
         predictors[name] = predict
 
-    # One export per network: fp32 and int8 share it. The network is kept, so that its id stays its own.
-    graphs: dict[int, tuple[EmbeddingClassifier, onnx.ModelProto]] = {}
+    exported: tuple[EmbeddingClassifier, onnx.ModelProto] | None = None  # the last network exported, and its graph
 
     def onnx_variant(
         name: str, candidate: EmbeddingClassifier, extra: dict[str, Any], int8: bool = False, static: bool = False
     ) -> None:
-        if id(candidate) not in graphs:
+        nonlocal exported
+        if exported is None or exported[0] is not candidate:  # a network's fp32 and int8 variants come in a row
             if candidate is not module and threshold_of(module.net) is not None:  # pruned features: a new bank
                 fit_novelty(candidate.net, x_train, x_val, config.train.novelty_quantile, seed=config.train.seed)
-            graphs[id(candidate)] = (candidate, ffnn_graph(candidate))
+            exported = (candidate, ffnn_graph(candidate))
         meta = build_metadata(candidate, thresholds, info | {"embedder": embedder}) | {"variant": name}
-        path = save_graph(graphs[id(candidate)][1], meta, variants_dir / f"{name}.onnx")
+        path = save_graph(exported[1], meta, variants_dir / f"{name}.onnx")
         if int8:
             fp32 = path
             calibration = x_train if static else None
