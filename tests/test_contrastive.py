@@ -12,7 +12,8 @@ import torch
 from arginator.config import ModelConfig, load_config
 from arginator.data.datamodule import EmbeddingDataModule
 from arginator.training.contrastive import positive_pairs, pretrain_trunk, supcon_loss
-from arginator.training.model import FFNN, EmbeddingClassifier
+from arginator.training.model import EmbeddingClassifier
+from arginator.training.network import FFNN
 from arginator.training.runs import load_model
 from arginator.training.train import train_run
 from tests.conftest import FAST

@@ -9,7 +9,7 @@ from arginator.data.folds import ALWAYS_TRAIN, fold_split, make_folds
 from arginator.data.tables import EmbeddingTable
 from arginator.serving.decide import decide
 from arginator.training.metrics import score, threshold_for_recall
-from arginator.training.model import FFNN
+from arginator.training.network import FFNN
 from arginator.training.novelty import auroc, fit_novelty, probes, risk_coverage
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from arginator.config import ModelConfig, TrainConfig
-from arginator.training.model import FFNN, EmbeddingClassifier, LogisticBaseline
+from arginator.training.model import EmbeddingClassifier
+from arginator.training.network import FFNN, LogisticBaseline
 
 
 def make_module(task: str, classes: list[str], weights: list[float] | None = None, **model) -> EmbeddingClassifier:

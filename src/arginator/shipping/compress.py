@@ -47,7 +47,7 @@ from arginator.shipping.export import build_metadata, ffnn_graph, onnx_novelty, 
 from arginator.shipping.timing import measure, session_predictor
 from arginator.training import runs, visualize
 from arginator.training.metrics import macro_f1
-from arginator.training.model import FFNN, EmbeddingClassifier, logits_to_probabilities
+from arginator.training.network import FFNN, TrainedClassifier, logits_to_probabilities
 from arginator.training.novelty import fit_novelty, threshold_of
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def sparsity(net: nn.Module) -> float:
     return float(sum((w == 0).sum().item() for w in weights) / sum(w.numel() for w in weights))
 
 
-def prune_unstructured(module: EmbeddingClassifier, amount: float) -> EmbeddingClassifier:
+def prune_unstructured(module: TrainedClassifier, amount: float) -> TrainedClassifier:
     """A copy with the `amount` smallest-magnitude weights of every Linear layer set to zero, permanently."""
     pruned = copy.deepcopy(module)
     for layer in pruned.net.modules():
@@ -71,7 +71,7 @@ def prune_unstructured(module: EmbeddingClassifier, amount: float) -> EmbeddingC
     return pruned
 
 
-def narrow(module: EmbeddingClassifier, keep: float) -> EmbeddingClassifier:
+def narrow(module: TrainedClassifier, keep: float) -> TrainedClassifier:
     """A copy whose hidden layers keep the `keep` fraction of neurons with the largest incoming-weight L2 norms."""
     config = ModelConfig.model_validate(module.hparams["model_config"])
     linears = [m for m in module.net.layers if isinstance(m, nn.Linear)]
@@ -103,7 +103,7 @@ def narrow(module: EmbeddingClassifier, keep: float) -> EmbeddingClassifier:
 
 
 def fine_tune(
-    module: EmbeddingClassifier, x: np.ndarray, y: np.ndarray, epochs: int, score: Callable[[], float], seed: int = 0
+    module: TrainedClassifier, x: np.ndarray, y: np.ndarray, epochs: int, score: Callable[[], float], seed: int = 0
 ) -> None:
     """Up to `epochs` of AdamW (lr 1e-3) on the training split; keeps the epoch with the best validation `score`."""
     torch.manual_seed(seed)
@@ -255,10 +255,10 @@ def _build_and_choose(
         }
         predictors[name] = predict
 
-    exported: tuple[EmbeddingClassifier, onnx.ModelProto] | None = None  # the last network exported, and its graph
+    exported: tuple[TrainedClassifier, onnx.ModelProto] | None = None  # the last network exported, and its graph
 
     def onnx_variant(
-        name: str, candidate: EmbeddingClassifier, extra: dict[str, Any], int8: bool = False, static: bool = False
+        name: str, candidate: TrainedClassifier, extra: dict[str, Any], int8: bool = False, static: bool = False
     ) -> None:
         nonlocal exported
         if exported is None or exported[0] is not candidate:  # a network's fp32 and int8 variants come in a row

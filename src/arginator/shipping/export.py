@@ -26,7 +26,7 @@ from arginator.serving.decide import decide
 from arginator.serving.metadata import INPUT_NAME, NOVELTY_NAME, OUTPUT_NAME
 from arginator.serving.session import create_session
 from arginator.training import runs
-from arginator.training.model import EmbeddingClassifier, LogisticBaseline, logits_to_probabilities
+from arginator.training.network import ClassifierCore, LogisticBaseline, logits_to_probabilities
 from arginator.training.novelty import threshold_of
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class ExportError(ArginatorError):
 class _ProbabilityModel(nn.Module):
     """The FFNN followed by its output activation (probabilities), plus its novelty score when it has one."""
 
-    def __init__(self, module: EmbeddingClassifier) -> None:
+    def __init__(self, module: ClassifierCore) -> None:
         super().__init__()
         self.net, self.task = module.net, module.task
 
@@ -53,12 +53,12 @@ class _ProbabilityModel(nn.Module):
 
 
 def build_metadata(
-    model: EmbeddingClassifier | LogisticBaseline, thresholds: list[float], info: dict[str, Any]
+    model: ClassifierCore | LogisticBaseline, thresholds: list[float], info: dict[str, Any]
 ) -> dict[str, str]:
     """The ONNX metadata of a run's FFNN or baseline (`serving.metadata` holds the schema)."""
-    kind = "ffnn" if isinstance(model, EmbeddingClassifier) else "baseline"
+    kind = "baseline" if isinstance(model, LogisticBaseline) else "ffnn"
     classes = model.classes if kind == "ffnn" else model.classes_
-    novelty = threshold_of(model.net) if isinstance(model, EmbeddingClassifier) else None
+    novelty = None if isinstance(model, LogisticBaseline) else threshold_of(model.net)
     return metadata.build(
         kind=kind,
         task=info["task"],
@@ -71,7 +71,7 @@ def build_metadata(
     )
 
 
-def ffnn_graph(module: EmbeddingClassifier) -> onnx.ModelProto:
+def ffnn_graph(module: ClassifierCore) -> onnx.ModelProto:
     """The FFNN as an ONNX graph with a dynamic batch axis, without metadata (seconds per call: export once).
 
     The module is moved to the CPU and put in eval mode, in place.
@@ -105,7 +105,7 @@ def save_graph(graph: onnx.ModelProto, meta: dict[str, str], path: Path) -> Path
     return path
 
 
-def export_ffnn(module: EmbeddingClassifier, meta: dict[str, str], path: Path) -> Path:
+def export_ffnn(module: ClassifierCore, meta: dict[str, str], path: Path) -> Path:
     """Export the FFNN (eval mode) with a dynamic batch axis, then write the metadata into the file."""
     return save_graph(ffnn_graph(module), meta, path)
 
@@ -170,7 +170,7 @@ def onnx_novelty(path: Path | str, x: np.ndarray) -> np.ndarray | None:
     return session.run([NOVELTY_NAME], {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
-def check_novelty_parity(module: EmbeddingClassifier, path: Path, x: np.ndarray) -> float | None:
+def check_novelty_parity(module: ClassifierCore, path: Path, x: np.ndarray) -> float | None:
     """Max relative |novelty_onnx - novelty_torch|; raises ExportError above the tolerance or if a flag differs."""
     threshold = threshold_of(module.net)
     exported = onnx_novelty(path, x)

@@ -17,7 +17,7 @@ the mean test ECE from 0.036 to 0.049 (4 of 5 folds worse); with this check it s
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -26,7 +26,9 @@ from scipy.special import expit, log_softmax, softmax
 from sklearn.linear_model import LogisticRegression
 
 from arginator.training.metrics import calibration_error
-from arginator.training.model import EmbeddingClassifier
+from arginator.training.network import ClassifierCore
+
+ClassifierCoreT = TypeVar("ClassifierCoreT", bound=ClassifierCore)
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -48,7 +50,7 @@ def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def raw_logits(module: EmbeddingClassifier, x: np.ndarray) -> np.ndarray:
+def raw_logits(module: ClassifierCore, x: np.ndarray) -> np.ndarray:
     """Uncalibrated logits, (n, outputs), on the CPU."""
     net = copy.deepcopy(module.net).cpu().eval()
     net.output_scale.fill_(1.0)
@@ -90,7 +92,7 @@ def cross_fitted_gain(logits: np.ndarray, y: np.ndarray, task: str, groups: np.n
 
 
 def calibrate(
-    module: EmbeddingClassifier,
+    module: ClassifierCore,
     x_val: np.ndarray,
     y_val: np.ndarray,
     groups: np.ndarray | None = None,
@@ -132,7 +134,7 @@ def carry_thresholds(thresholds: list[float], calibration: dict[str, list[float]
     return [float(t) for t in carried]
 
 
-def uncalibrated(module: EmbeddingClassifier) -> EmbeddingClassifier:
+def uncalibrated(module: ClassifierCoreT) -> ClassifierCoreT:
     """A copy of `module` without its calibration (for ECE before and after)."""
     copied = copy.deepcopy(module)
     copied.net.output_scale.fill_(1.0)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from arginator.data.datamodule import TensorBatches
-from arginator.training.model import FFNN
+from arginator.training.network import FFNN
 
 log = logging.getLogger(__name__)
 PROJECTION_DIM = 128

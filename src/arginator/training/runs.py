@@ -28,7 +28,7 @@ import yaml
 from arginator import __version__, atomic
 from arginator.config import RunConfig, config_from_dict
 from arginator.errors import ConfigError
-from arginator.training.model import EmbeddingClassifier, LogisticBaseline
+from arginator.training.network import ClassifierCore, LogisticBaseline, TrainedClassifier
 
 MODEL_FORMAT = 1
 CONFIG, INFO, SPLIT, MODEL, BASELINE = "config.yaml", "run.json", "split.csv", "model.ckpt", "baseline.json"
@@ -99,7 +99,7 @@ def read_info(run_dir: Path) -> dict[str, Any]:
     return info | {"data_path": resolve_in_run(info["data_path"], Path(run_dir), _run_relative(run_dir))}
 
 
-def save_model(module: EmbeddingClassifier, thresholds: list[float], path: Path) -> None:
+def save_model(module: ClassifierCore, thresholds: list[float], path: Path) -> None:
     """Write the FFNN as a plain dict of tensors and primitives, loadable with `torch.load(weights_only=True)`."""
     buffer = io.BytesIO()
     state = {k: v.detach().cpu() for k, v in module.net.state_dict().items()}
@@ -117,7 +117,7 @@ def save_model(module: EmbeddingClassifier, thresholds: list[float], path: Path)
         temporary.write_bytes(buffer.getvalue())
 
 
-def load_model(path: Path) -> tuple[EmbeddingClassifier, list[float]]:
+def load_model(path: Path) -> tuple[TrainedClassifier, list[float]]:
     """Rebuild the FFNN (on the CPU, eval mode) and its decision thresholds from `model.ckpt`."""
     if not path.exists():
         raise ConfigError(f"model file not found: {path}")
@@ -127,7 +127,7 @@ def load_model(path: Path) -> tuple[EmbeddingClassifier, list[float]]:
         raise ConfigError(f"cannot load {path}: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         raise ConfigError(f"{path} is not an arginator model file (format {MODEL_FORMAT})")
-    module = EmbeddingClassifier(**state["hyper_parameters"])
+    module = TrainedClassifier(**state["hyper_parameters"])
     # Models saved before calibration existed lack its buffers: they load with the identity (uncalibrated).
     missing, unexpected = module.net.load_state_dict(state["state_dict"], strict=False)
     if unexpected or set(missing) - {"output_scale", "output_bias"}:

@@ -34,7 +34,8 @@ from arginator.training.callbacks import ResumableRandomness, checkpoint_callbac
 from arginator.training.contrastive import pretrain_trunk
 from arginator.training.loggers import run_loggers, tracking_run
 from arginator.training.metrics import macro_f1
-from arginator.training.model import EmbeddingClassifier, LogisticBaseline
+from arginator.training.model import EmbeddingClassifier
+from arginator.training.network import LogisticBaseline
 from arginator.training.novelty import fit_novelty
 
 log = logging.getLogger(__name__)
