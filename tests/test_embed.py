@@ -6,7 +6,7 @@ import pytest
 
 from arginator.config import DataConfig
 from arginator.data.tables import load_embeddings
-from arginator.embed import SentenceEmbedder, TransformersProteinEmbedder, UniRepEmbedder, embed_items
+from arginator.embed import SentenceEmbedder, TransformersProteinEmbedder, UniRepEmbedder, embed_cached, embed_items
 from arginator.errors import DataError
 
 PROTEINS = [
@@ -159,3 +159,15 @@ def test_unirep_packed_lanes_do_not_leak_between_sequences():
 
     assert np.abs(together - get_reps(mixed, model=embedder.model)[0]).max() <= 1e-4
     assert embedder.embed([]).shape == (0, 64)
+
+
+def test_embed_cached_runs_calls_side_by_side_with_the_same_vectors(unirep64):
+    # Parts of one input each, three threads: the calls overlap, and the vectors come back in order, bit-identical.
+    many = [protein[: 20 + 7 * i] for i in range(12) for protein in PROTEINS]
+    alone = embed_cached(many, unirep64, chunk=len(many))
+    concurrent = UniRepEmbedder(size=64, batch_size=8, streams=3)
+    assert concurrent.streams == 3 and unirep64.streams >= 1
+    np.testing.assert_array_equal(embed_cached(many, concurrent, chunk=5), alone)
+    # A bad sequence in a later part fails the whole call with the embedder's own error.
+    with pytest.raises(DataError, match="characters UniRep cannot read"):
+        embed_cached([*many, "MKT*"], concurrent, chunk=5)

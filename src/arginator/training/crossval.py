@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import shutil
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from arginator import atomic
-from arginator.config import RunConfig
+from arginator.config import RunConfig, usable_cores
 from arginator.data.folds import fold_split, make_folds
 from arginator.data.readers import read_all
 from arginator.data.splits import PreparedData
@@ -107,8 +106,7 @@ class FoldTask:
 
 def fold_workers(tasks: int) -> int:
     """Folds trained at once: one per core this process may use, at most one per fold."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, tasks))
+    return max(1, min(usable_cores(), tasks))
 
 
 def train_fold(task: FoldTask) -> dict[str, Any]:
