@@ -8,7 +8,8 @@ import torch
 from arginator.config import load_config
 from arginator.serving.metadata import read as read_metadata
 from arginator.serving.session import create_session
-from arginator.shipping.compress import choose_shipped, compress_run, narrow, prune_unstructured, sparsity
+from arginator.shipping.compress import choose_shipped, compress_run
+from arginator.shipping.pruning import narrow, prune_unstructured, sparsity
 from arginator.training.runs import load_model
 from arginator.training.train import train_run
 from tests.conftest import FAST
