@@ -35,7 +35,8 @@ def main() -> None:
     fasta = _load("predict_fasta.json")
     shipped = _load("inference.json")["threads"]["1"]["backends"]["shipped (int8-static)"]["batch1024_rows_per_s"]
     cores = 2
-    unirep_per_core = unirep["per_s_median"]["new"]["warm"] / cores
+    # What the pipeline and `arginator predict` run: one UniRep call per core, side by side.
+    unirep_per_core = unirep["per_s_median"]["side"]["warm"] / cores
     fasta_per_core = fasta["one_step_sequences_per_s"] / cores
     n = args.proteins
     core_hours = n / fasta_per_core / 3600
