@@ -90,9 +90,10 @@ STAGE_ENTRY = {
     "cv": "arginator.training.crossval",
     "model_card": "arginator.shipping.model_card",
 }
-# Not outputs-relevant: the package root holds only the version string, errors only exception classes, and the
-# CLI only parses options (its defaults are spelled out in dvc.yaml's commands).
-NOT_DEPENDENCIES = {"arginator", "arginator.errors", "arginator.cli"}
+# Not outputs-relevant: the package root holds only the version string, errors only exception classes, the CLI only
+# parses options (its defaults are spelled out in dvc.yaml's commands), and cores only how work is spread (results are
+# tested to be the same on any number of workers).
+NOT_DEPENDENCIES = {"arginator", "arginator.errors", "arginator.cli", "arginator.cores"}
 
 
 def module_file(module: str) -> str:

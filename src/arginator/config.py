@@ -7,7 +7,6 @@ Unknown keys and wrong types are errors that name the offending key.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,11 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from arginator.errors import ConfigError
 
 Task = Literal["multiclass", "binary", "multilabel"]
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity where the OS tells it, else every core)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class _Strict(BaseModel):

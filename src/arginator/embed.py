@@ -27,7 +27,7 @@ from typing import Protocol
 import h5py
 import numpy as np
 
-from arginator.config import usable_cores
+from arginator.cores import usable_cores
 from arginator.errors import DataError
 
 log = logging.getLogger(__name__)

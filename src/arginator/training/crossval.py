@@ -30,7 +30,8 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from arginator import atomic
-from arginator.config import RunConfig, usable_cores
+from arginator.config import RunConfig
+from arginator.cores import usable_cores
 from arginator.data.folds import fold_split, make_folds
 from arginator.data.readers import read_all
 from arginator.data.splits import PreparedData
