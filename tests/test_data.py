@@ -206,6 +206,35 @@ def test_unreadable_hdf5(class_dir):
         load_embeddings(class_dir, DataConfig())
 
 
+def test_per_id_hdf5_shapes_types_and_bad_datasets(tmp_path):
+    from arginator.data.readers import read_all
+
+    good = tmp_path / "good.h5"
+    with h5py.File(good, "w") as handle:  # every layout of one vector per id, nested groups, other numeric types
+        handle["a"] = np.arange(4, dtype=np.float64)
+        handle["b"] = np.arange(4, dtype=np.int16).reshape(1, 4)
+        handle["g/c"] = np.arange(4, dtype=np.float16).reshape(4, 1)
+        handle["t"] = np.array([True, False, True, True])
+    read = read_all(good)
+    assert read.ids == ["a", "b", "g/c", "t"] and read.vectors.dtype == np.float32
+    np.testing.assert_array_equal(read.vectors, [[0, 1, 2, 3]] * 3 + [[1, 0, 1, 1]])
+    bad = {
+        "null": (h5py.Empty("f"), "holds no data"),
+        "text": (np.array([b"1", b"2", b"3", b"4"]), "holds non-numeric values"),
+        "complex": (np.ones(4, dtype=np.complex64), "holds non-numeric values"),
+        "matrix": (np.zeros((2, 4)), r"has shape \(2, 4\); expected one vector per id"),
+        "short": (np.zeros(3), r"expected 4 values per row, got 3 \(id 'short'"),
+        "empty": (np.zeros((0, 1)), "expected 4 values per row, got 0"),
+    }
+    for name, (value, message) in bad.items():
+        path = tmp_path / f"{name}.h5"
+        with h5py.File(path, "w") as handle:
+            handle["a"] = np.zeros(4)
+            handle[name] = value
+        with pytest.raises(DataError, match=message):
+            read_all(path)
+
+
 def test_truncated_hdf5(class_dir):
     path = write_class_file(class_dir / "card_class_b_embeddings.h5", random_vectors("b", 20))
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])

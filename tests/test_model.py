@@ -6,7 +6,7 @@ import torch
 
 from arginator.config import ModelConfig, TrainConfig
 from arginator.training.model import EmbeddingClassifier
-from arginator.training.network import FFNN, LogisticBaseline
+from arginator.training.network import FFNN, LogisticBaseline, TrainedClassifier
 
 
 def make_module(task: str, classes: list[str], weights: list[float] | None = None, **model) -> EmbeddingClassifier:
@@ -103,3 +103,17 @@ def test_baseline_with_two_classes_in_multiclass_task_and_absent_class():
     assert probabilities.shape == (len(x), 3)
     assert (probabilities.argmax(1) == y).mean() > 0.9
     assert probabilities[:, 2].max() < 1e-6
+
+
+def test_trained_classifier_takes_the_training_modules_hyperparameters():
+    import inspect
+
+    # A checkpoint stores the training module's arguments; the Lightning-free classifier must accept every one.
+    assert list(inspect.signature(TrainedClassifier).parameters) == list(
+        inspect.signature(EmbeddingClassifier).parameters
+    )
+    module = make_module("multiclass", ["a", "b", "c"], weights=[1.0, 2.0, 0.5])
+    rebuilt = TrainedClassifier(**dict(module.hparams))
+    rebuilt.load_state_dict(module.state_dict())
+    x = np.random.default_rng(0).normal(size=(7, module.hparams["input_dim"])).astype(np.float32)
+    np.testing.assert_array_equal(rebuilt.predict_proba(x), module.predict_proba(x))

@@ -36,7 +36,10 @@ def predict(
     out: Annotated[Path, typer.Option(help="Predictions: .csv or .parquet.")],
     chunk_rows: Annotated[int, typer.Option(help="Rows read and predicted at a time (bounds memory).")] = 8192,
     min_confidence: Annotated[float, typer.Option(help="Flag rows whose confidence is below this.")] = 0.5,
-    threads: Annotated[int, typer.Option(help="ONNX Runtime threads (0: all cores); --engine ray: per worker.")] = 0,
+    threads: Annotated[
+        int,
+        typer.Option(help="ONNX Runtime threads (0: all cores); --engine ray: per worker (UniRep: a call per core)."),
+    ] = 0,
     engine: Annotated[str, typer.Option(help="local (one process) or ray (Ray Data actors).")] = "local",
     workers: Annotated[int, typer.Option(help="--engine ray: prediction actors.")] = 2,
     cache: Annotated[str, typer.Option(help="Sequences/texts: content cache of their vectors ('' disables).")] = (

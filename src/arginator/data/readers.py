@@ -40,6 +40,8 @@ from arginator.errors import DataError
 
 __all__ = ["HDF5_SUFFIXES", "TABLE_SUFFIXES", "Chunk", "Columns", "Rows", "iter_chunks", "read_all", "row_count"]
 HDF5_SUFFIXES = (".h5", ".hdf5")
+# HDF5 type classes read as numbers: integers, floats, and enums (how h5py stores booleans).
+NUMERIC_CLASSES = frozenset({h5py.h5t.INTEGER, h5py.h5t.FLOAT, h5py.h5t.ENUM})
 TABLE_SUFFIXES = (".csv", ".parquet", ".npz", ".npy")
 
 
@@ -56,7 +58,10 @@ def open_hdf5(path: Path) -> h5py.File:
 
 def _iter_hdf5(path: Path, columns: Columns, chunk_rows: int, dim: int | None, window: Rows) -> Iterator[Chunk]:
     with open_hdf5(path) as handle:
-        matrix_key = next((k for k in VECTOR_KEYS if k in handle and getattr(handle[k], "ndim", 0) == 2), None)
+        try:
+            matrix_key = next((k for k in VECTOR_KEYS if k in handle and getattr(handle[k], "ndim", 0) == 2), None)
+        except (RuntimeError, OSError, KeyError, ValueError) as exc:  # a damaged root group
+            raise DataError(f"cannot read {path.name}: {exc} (truncated or corrupt file?)") from None
         if matrix_key is not None:  # one (rows, dim) dataset, read by slices
             matrix = handle[matrix_key]
             id_key, label_key, group_key = (
@@ -89,9 +94,12 @@ def _iter_hdf5_per_id(path: Path, handle: h5py.File, chunk_rows: int, dim: int |
 
     def collect(name: bytes, info: h5py.h5o.ObjInfo) -> None:
         if info.type == h5py.h5o.TYPE_DATASET:
-            names.append(name.decode())
+            names.append(name.decode(errors="surrogateescape"))  # any byte string HDF5 allows as a name
 
-    h5py.h5o.visit(handle.id, collect, info=True)
+    try:
+        h5py.h5o.visit(handle.id, collect, info=True)
+    except (RuntimeError, OSError, KeyError, ValueError) as exc:  # a damaged object header
+        raise DataError(f"cannot list the ids of {path.name}: {exc} (truncated or corrupt file?)") from None
     first, last = window_bounds(len(names), window)
     names = names[first:last]
     for start in range(0, len(names), chunk_rows):
@@ -99,12 +107,18 @@ def _iter_hdf5_per_id(path: Path, handle: h5py.File, chunk_rows: int, dim: int |
         vectors = np.empty((0, 0), dtype=np.float32)  # sized at the first vector, once `dim` is known
         for row, name in enumerate(batch):
             try:
-                dataset = h5py.h5d.open(handle.id, name.encode())
-            except (OSError, ValueError, KeyError) as exc:
+                dataset = h5py.h5d.open(handle.id, name.encode(errors="surrogateescape"))
+                shape, kind = dataset.shape, dataset.get_type().get_class()
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
                 raise DataError(f"cannot read id '{name}' in {path.name}: {exc} (truncated or corrupt file?)") from None
-            shape = dataset.shape
+            if shape is None:  # an HDF5 "null" dataset: no dataspace at all
+                raise DataError(f"id '{name}' in {path.name} holds no data")
+            if kind not in NUMERIC_CLASSES:
+                raise DataError(
+                    f"id '{name}' in {path.name} holds non-numeric values (text, compound, ...): a vector is numbers"
+                )
             # A (1, n) or (n, 1) dataset is one vector too.
-            size = shape[0] if len(shape) == 1 else max(shape) if len(shape) == 2 and 1 in shape else None
+            size = shape[0] if len(shape) == 1 else int(np.prod(shape)) if len(shape) == 2 and 1 in shape else None
             if size is None:
                 raise DataError(f"id '{name}' in {path.name} has shape {shape}; expected one vector per id")
             dim = size if dim is None else dim

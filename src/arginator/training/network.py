@@ -111,8 +111,8 @@ def logits_to_probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
     return torch.softmax(logits, dim=1) if task == "multiclass" else torch.sigmoid(logits)
 
 
-class ClassifierCore:
-    """What the training module and a loaded classifier share, mixed into an `nn.Module` subclass.
+class ClassifierCore(nn.Module):
+    """What the training module and a loaded classifier share (the Lightning module lists it before LightningModule).
 
     The network and loss built from the hyperparameters, the forward pass, and batched probabilities and novelty scores.
     """
@@ -123,8 +123,14 @@ class ClassifierCore:
     classes: list[str]
     loss_fn: nn.Module
 
-    def _build(self, input_dim: int, classes: list[str], task: Task, model_config: dict[str, Any],
-               class_weights: list[float] | None) -> None:  # fmt: skip
+    def _build(
+        self,
+        input_dim: int,
+        classes: list[str],
+        task: Task,
+        model_config: dict[str, Any],
+        class_weights: list[float] | None,
+    ) -> None:
         self.task = task
         self.classes = classes
         self.net = FFNN(input_dim, output_size(task, len(classes)), ModelConfig.model_validate(model_config))
@@ -140,8 +146,10 @@ class ClassifierCore:
         logits = self.net(x)
         return logits.squeeze(1) if self.task == "binary" else logits
 
-    def _batches(self, x: np.ndarray, batch_size: int, score: Callable[[torch.Tensor], torch.Tensor]) -> list:
-        self.eval()  # type: ignore[attr-defined]
+    def _batches(
+        self, x: np.ndarray, batch_size: int, score: Callable[[torch.Tensor], torch.Tensor]
+    ) -> list[torch.Tensor]:
+        self.eval()
         device = self.net.input_mean.device
         tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         with torch.no_grad():
@@ -154,13 +162,13 @@ class ClassifierCore:
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """Probabilities in eval mode: (n, C) for multiclass/multilabel, (n,) P(positive) for binary."""
-        chunks = self._batches(x, batch_size, lambda rows: logits_to_probabilities(self(rows), self.task))  # type: ignore[operator]
+        chunks = self._batches(x, batch_size, lambda rows: logits_to_probabilities(self(rows), self.task))
         if not chunks:  # no rows: the same shape as for any other input, with zero rows
             return np.zeros((0,) if self.task == "binary" else (0, len(self.classes)), dtype=np.float32)
         return torch.cat(chunks).numpy()
 
 
-class TrainedClassifier(ClassifierCore, nn.Module):
+class TrainedClassifier(ClassifierCore):
     """A trained FFNN as `runs.load_model` rebuilds it, for evaluation, export and compression: no Lightning.
 
     Takes the same hyperparameters as the training module (`training.model.EmbeddingClassifier`), whose checkpoints

@@ -127,7 +127,10 @@ def load_model(path: Path) -> tuple[TrainedClassifier, list[float]]:
         raise ConfigError(f"cannot load {path}: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         raise ConfigError(f"{path} is not an arginator model file (format {MODEL_FORMAT})")
-    module = TrainedClassifier(**state["hyper_parameters"])
+    try:
+        module = TrainedClassifier(**state["hyper_parameters"])
+    except (TypeError, KeyError, ValueError) as exc:  # hyperparameters of another version, or damaged
+        raise ConfigError(f"{path}: cannot rebuild the network from its hyperparameters ({exc})") from None
     # Models saved before calibration existed lack its buffers: they load with the identity (uncalibrated).
     missing, unexpected = module.net.load_state_dict(state["state_dict"], strict=False)
     if unexpected or set(missing) - {"output_scale", "output_bias"}:
