@@ -46,6 +46,11 @@ class DataConfig(_Strict):
     positive_name: str = "positive"
     # Name of class 0 when several labels are negative (default: the labels joined by '+').
     negative_name: str | None = None
+    # Outlier exposure: embeddings of inputs the model must call novel (e.g. ordinary proteins of real genomes), and a
+    # CSV of their homology groups (`id,group`). Outlier groups are split like the data: the training share teaches a
+    # small head of the network to tell them from the data (`train.outlier_weight`), the test share measures it.
+    outliers: str | None = None
+    outlier_groups: str | None = None
     # Splits.
     val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
@@ -119,6 +124,8 @@ class TrainConfig(_Strict):
     # Novelty score (nearest training neighbour in the last hidden layer + input-space Mahalanobis) with its threshold
     # at this quantile of validation scores; above it a prediction is flagged `abstained`. 0 turns it off.
     novelty_quantile: float = Field(default=0.99, ge=0, lt=1)
+    # Weight of the outlier head's loss (data.outliers) against the classification loss; 0 leaves the head untrained.
+    outlier_weight: float = Field(default=0.5, ge=0)
     progress_bar: bool = True
     wandb: WandbConfig = Field(default_factory=WandbConfig)
 

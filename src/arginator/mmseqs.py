@@ -13,6 +13,10 @@ from pathlib import Path
 
 from arginator.errors import DataError
 
+# Homology groups: clusters at 40% identity over 80% coverage (the reasons: `data.cluster`'s docstring).
+DEFAULT_IDENTITY = 0.4
+DEFAULT_COVERAGE = 0.8
+
 
 def executable() -> str:
     """Path of the `mmseqs` binary.

@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from arginator import mmseqs
 from arginator.background import (
     GENOMES,
     HOMOLOG_MAX_EVALUE,
@@ -36,6 +37,7 @@ from arginator.background import (
     RESISTANCE_DATABASES,
     background_proteins,
 )
+from arginator.cores import usable_cores
 from arginator.errors import DataError
 from arginator.inputs import read_inputs
 
@@ -282,7 +284,9 @@ def write_raw(
 ) -> Path:
     """Write a bundled dataset to `out_dir`: `sequences.fasta` or `texts.csv`, and `labels.csv` (id, label).
 
-    The `background` dataset also gets `background.json`: its sources and the counts at each filter.
+    The `background` dataset also gets `background.json` (its sources and the counts at each filter) and
+    `groups.csv` (id, group: MMseqs2 clusters at the grouped split's identity and coverage), the homology groups by
+    which the drug-class models split it when it serves as their outliers (`data.outliers`).
     """
     counts: dict[str, dict[str, int]] = {}
     if name == "background":
@@ -311,4 +315,9 @@ def write_raw(
         )
     labels = pd.DataFrame({"id": [r.id for r in records], "label": [";".join(r.labels) for r in records]})
     labels.to_csv(out / "labels.csv", index=False)
+    if name == "background":
+        sequences = [r.text for r in records]
+        heads = mmseqs.cluster(sequences, mmseqs.DEFAULT_IDENTITY, mmseqs.DEFAULT_COVERAGE, usable_cores())
+        groups = pd.DataFrame({"id": labels["id"], "group": [records[head].id for head in heads]})
+        groups.to_csv(out / "groups.csv", index=False)
     return out

@@ -20,10 +20,9 @@ from arginator import mmseqs
 from arginator.data.tables import EmbeddingTable
 from arginator.errors import DataError
 from arginator.inputs import read_inputs
+from arginator.mmseqs import DEFAULT_COVERAGE, DEFAULT_IDENTITY
 
 log = logging.getLogger(__name__)
-DEFAULT_IDENTITY = 0.4
-DEFAULT_COVERAGE = 0.8
 
 
 def mmseqs_clusters(

@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ from arginator.config import DataConfig
 from arginator.data.tables import EmbeddingTable
 from arginator.data.targets import Targets, load_task_table
 from arginator.errors import DataError
+
+if TYPE_CHECKING:
+    from arginator.data.outliers import Outliers
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -142,11 +146,12 @@ def load_or_create_split(table: EmbeddingTable, config: DataConfig, path: Path) 
 
 @dataclass
 class PreparedData:
-    """The task's rows, their targets and their split, aligned row by row."""
+    """The task's rows, their targets and their split, aligned row by row; and the outliers, if configured."""
 
     table: EmbeddingTable
     targets: Targets
     split: np.ndarray
+    outliers: Outliers | None = None
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Vectors and targets of one split."""
@@ -184,7 +189,9 @@ def prepare_dataset(
     for name in SPLITS:
         if not (split == name).any():
             raise DataError(f"the {name} split is empty ({len(table)} rows): add data or change data.*_fraction")
-    return PreparedData(table, targets, split)
+    from arginator.data.outliers import load_outliers  # here: it builds on this module's split rule
+
+    return PreparedData(table, targets, split, load_outliers(config, table.embedding_dim, table.ids))
 
 
 def fingerprint(table: EmbeddingTable) -> str:

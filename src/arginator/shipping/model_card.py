@@ -128,8 +128,10 @@ def model_card(
     ]
     novelty = held_out.get("novelty")
     if info.novelty_threshold is not None and novelty:
+        test_groups = " (its test groups only; the others trained the outlier head)"
         ood = "; ".join(
-            f"{Path(name).parent.name or name}: AUROC {entry['auroc']:.3f}, {entry['flagged']:.0%} flagged"
+            f"{Path(name).parent.name or name}{test_groups if 'outlier_groups' in entry else ''}"
+            f": AUROC {entry['auroc']:.3f}, {entry['flagged']:.0%} flagged"
             for name, entry in novelty.get("ood", {}).items()
         )
         probes = ", ".join(f"{name} {share:.0%}" for name, share in novelty.get("probes", {}).items())

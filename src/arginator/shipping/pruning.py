@@ -49,7 +49,8 @@ def narrow(module: TrainedClassifier, keep: float) -> TrainedClassifier:
     smaller = copy.deepcopy(module)
     new_config = config.model_copy(update={"hidden_sizes": [len(k) for k in kept]})
     smaller.net = FFNN(linears[0].in_features, linears[-1].out_features, new_config)
-    for buffer in ("input_mean", "input_scale", "output_scale", "output_bias"):  # standardisation and calibration
+    # Standardisation, calibration, and whether the outlier head counts (fit_novelty refits the rest).
+    for buffer in ("input_mean", "input_scale", "output_scale", "output_bias", "novelty_scale"):
         getattr(smaller.net, buffer).copy_(getattr(module.net, buffer))
     new_linears = [m for m in smaller.net.layers if isinstance(m, nn.Linear)]
     new_norms = [m for m in smaller.net.layers if isinstance(m, nn.BatchNorm1d | nn.LayerNorm)]
@@ -64,6 +65,9 @@ def narrow(module: TrainedClassifier, keep: float) -> TrainedClassifier:
                     if getattr(norms[index], name, None) is not None:
                         getattr(new_norms[index], name).copy_(getattr(norms[index], name)[rows])
             previous = rows
+        last_hidden = kept[-1] if kept else torch.arange(linears[0].in_features)  # the outlier head reads these
+        smaller.net.outlier_head.weight.copy_(module.net.outlier_head.weight[:, last_hidden])
+        smaller.net.outlier_head.bias.copy_(module.net.outlier_head.bias)
     smaller.hparams["model_config"] = new_config.model_dump()
     return smaller
 

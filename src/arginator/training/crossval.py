@@ -33,6 +33,7 @@ from arginator import atomic
 from arginator.config import RunConfig
 from arginator.cores import usable_cores
 from arginator.data.folds import fold_split, make_folds
+from arginator.data.outliers import fold_outliers, load_outliers
 from arginator.data.readers import read_all
 from arginator.data.splits import PreparedData
 from arginator.data.tables import EmbeddingTable
@@ -86,6 +87,8 @@ def _fold_scores(run_dir: Path, data: PreparedData, task: str, ood: dict[str, np
             }
     raw = uncalibrated(module).predict_proba(x)
     row["ffnn"]["ece_uncalibrated"] = score(y, raw, task, classes, thresholds).metrics["ece"]
+    if data.outliers is not None:  # outliers of groups the fold's model never saw
+        ood = ood | {data.outliers.name: data.outliers.rows("test")}
     if threshold_of(module.net) is not None and ood:
         inside = module.predict_novelty(x)
         row["ffnn"]["novelty_auroc"] = {name: auroc(inside, module.predict_novelty(v)) for name, v in ood.items()}
@@ -201,7 +204,8 @@ def cross_validate(
         groups_file: a split file with a `group` column (`arginator split`); None runs the random folds only.
         out_dir: where `cv.json` goes.
         k: folds.
-        ood: embedding files the model should call novel (files sharing ids with the data are skipped).
+        ood: embedding files the model should call novel (files sharing ids with the data are skipped; the
+            configured outliers are scored per fold, on the groups the fold held out).
         only: the kinds of folds to run (a sweep re-scores its best trials on the grouped folds only).
         workers: folds trained at once (None: one per core; one on a GPU); the figures are the same for any
             number.
@@ -216,8 +220,11 @@ def cross_validate(
     config.train.progress_bar = False
     table, targets = load_task_table(data_path, config.data)
     own = set(table.ids.tolist())
+    outliers = load_outliers(config.data, table.embedding_dim, table.ids)
     vectors = {}
     for path in ood or []:
+        if outliers is not None and Path(path).resolve() == Path(outliers.path).resolve():
+            continue  # scored per fold, on the outlier groups that fold held out
         chunk = read_all(path)
         if not own & set(chunk.ids):
             vectors[Path(path).parent.name or Path(path).stem] = resized(chunk.vectors, table.embedding_dim)
@@ -232,7 +239,8 @@ def cross_validate(
         for fold in range(k):
             fold_config = config.model_copy(deep=True)
             fold_config.train.seed = config.train.seed + fold  # the spread covers the seed as well as the split
-            data = PreparedData(kind_table, targets, fold_split(kind_table, folds, fold, config.data))
+            split = fold_split(kind_table, folds, fold, config.data)
+            data = PreparedData(kind_table, targets, split, fold_outliers(outliers, k, fold, config.data.seed))
             tasks.append(FoldTask(kind, fold, k, data, str(data_path), fold_config, vectors))
     if config.train.accelerator != "cpu" and torch.cuda.is_available():
         workers = 1  # CUDA cannot be used again in a forked process, and the cores say nothing about GPUs

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from arginator import atomic
+from arginator.data.outliers import Outliers, load_outliers
 from arginator.data.readers import HDF5_SUFFIXES, read_all
 from arginator.data.splits import prepare_dataset
 from arginator.data.tables import load_embeddings
@@ -105,8 +106,12 @@ def evaluate_run(
         for name, model, cut in (("ffnn", module, thresholds), ("baseline", baseline, baseline_thresholds)):
             metrics[name]["by_label"] = positive_rate_by_label(source_labels, model.predict_proba(x), cut)
     if threshold_of(module.net) is not None:
-        own_ids = set(load_embeddings(info["data_path"], config.data, need_groups=False).ids) if ood else set()
-        metrics["novelty"] = novelty_section(module, x, y, task, classes, thresholds, ood or [], own_ids)
+        own = load_embeddings(info["data_path"], config.data, need_groups=False).ids if ood else np.zeros(0)
+        # The outliers the run was trained with: only its held-out (test) groups count as novel inputs.
+        outliers = data.outliers if data_path is None else load_outliers(config.data, info["input_dim"], own)
+        metrics["novelty"] = novelty_section(
+            module, x, y, task, classes, thresholds, ood or [], set(own.tolist()), outliers
+        )
     raw = uncalibrated(module).predict_proba(x)  # the same network without its calibration: ECE before and after
     metrics["ffnn"]["ece_uncalibrated"] = score(y, raw, task, classes, thresholds).metrics["ece"]
     out = Path(report_dir) if report_dir is not None else run_dir
@@ -147,11 +152,13 @@ def novelty_section(
     thresholds: list[float],
     ood: list[Path | str],
     own_ids: set[str],
+    outliers: Outliers | None = None,
 ) -> dict[str, Any]:
     """The novelty score on the evaluated rows, on the `ood` files and on synthetic probes.
 
-    Evaluated rows: flagged share, macro-F1 of the accepted rows, risk-coverage; `ood` files: AUROC and flagged share;
-    probes: flagged share.
+    Evaluated rows: flagged share, macro-F1 of the accepted rows, risk-coverage; `ood` files: AUROC and flagged share
+    (of the file the run took its outliers from, only the test groups: the others trained the outlier head); probes:
+    flagged share.
     """
     threshold = threshold_of(module.net)
     scores = module.predict_novelty(x)
@@ -171,14 +178,16 @@ def novelty_section(
         "probes": {},
     }
     for path in ood:
+        held_out = outliers is not None and Path(path).resolve() == Path(outliers.path).resolve()
         chunk = read_all(path)
         if own_ids & set(chunk.ids):
             log.info("novelty: %s shares ids with the run's data; not used as out-of-distribution", path)
             continue
-        vectors = resized(chunk.vectors, x.shape[1])
+        vectors = resized(outliers.rows("test") if held_out else chunk.vectors, x.shape[1])
         other = module.predict_novelty(vectors)
         section["ood"][_shown(path)] = {
             "rows": len(vectors),
+            **({"outlier_groups": "test split only (the others trained the outlier head)"} if held_out else {}),
             "resized_from": int(chunk.vectors.shape[1]) if chunk.vectors.shape[1] != x.shape[1] else None,
             "auroc": auroc(scores, other),
             "flagged": float((other > threshold).mean()),

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
+from torch.nn import functional as F
 
 from arginator.config import Task, TrainConfig
 from arginator.serving.decide import decide
@@ -40,6 +42,11 @@ class EmbeddingClassifier(ClassifierCore, L.LightningModule):
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._loss_sums: dict[str, list] = {}
         self.trunk_frozen = False
+        self.outlier_rows: torch.Tensor | None = None
+
+    def use_outliers(self, rows: np.ndarray) -> None:
+        """Train the outlier head too: each training batch gets as many of these rows (drawn at random) beside it."""
+        self.outlier_rows = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
 
     def freeze_trunk(self) -> None:
         """Train the head alone from now on (after contrastive pre-training): hidden layers fixed, in eval mode."""
@@ -62,8 +69,17 @@ class EmbeddingClassifier(ClassifierCore, L.LightningModule):
 
     def _common_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
-        loss = self.loss_fn(logits, y)
+        if stage == "train" and self.outlier_rows is not None and len(self.outlier_rows):
+            picked = self.outlier_rows[torch.randint(len(self.outlier_rows), (len(x),))].to(x.device)
+            # One forward pass over both, so that batch norm sees the data and the outliers in the same batch.
+            features = self.net.features(torch.cat([x, picked]))
+            logits = self._task_shape(self.net.head(features[: len(x)]))
+            inside = torch.cat([torch.ones(len(x)), torch.zeros(len(x))]).to(x.device)
+            outlier_loss = F.binary_cross_entropy_with_logits(self.net.outlier_head(features).squeeze(1), inside)
+            loss = self.loss_fn(logits, y) + self.train_config.outlier_weight * outlier_loss
+        else:
+            logits = self(x)
+            loss = self.loss_fn(logits, y)
         # Summed on the loss's own device and logged once per epoch: per-step `self.log` costs several percent of a
         # fast epoch, and a host sync per step would cost more on a GPU.
         sums = self._loss_sums.setdefault(stage, [torch.zeros((), device=loss.device), 0])

@@ -56,14 +56,18 @@ class FFNN(nn.Module):
         # then): also part of the state, so the checkpoint and the ONNX graph give calibrated probabilities.
         self.register_buffer("output_scale", torch.ones(num_outputs))
         self.register_buffer("output_bias", torch.zeros(num_outputs))
+        # Outlier head: a logit for "like the training data" against outliers (`data.outliers`), trained beside the
+        # classification head on the same hidden features; unused (novelty_scale[2] stays inf) without outliers.
+        with torch.random.fork_rng(devices=[]):  # the global generator moves on as before: other models train the same
+            self.outlier_head = nn.Linear(width, 1)
         # Novelty (`training.novelty` fits it after training; empty until then, and the score is 0): the bank of
-        # training features for the nearest-neighbour distance, the input-space Mahalanobis map, the two scores'
-        # validation medians, and the threshold above which an input is novel.
+        # training features for the nearest-neighbour distance, the input-space Mahalanobis map, the limits of the
+        # three components on validation rows, and the threshold above which an input is novel.
         self.register_buffer("novelty_bank", torch.zeros(0, width))
         self.register_buffer("novelty_bank_sq", torch.zeros(0))
         self.register_buffer("novelty_mean", torch.zeros(input_dim))
         self.register_buffer("novelty_whitener", torch.zeros(input_dim, input_dim))
-        self.register_buffer("novelty_scale", torch.ones(2))
+        self.register_buffer("novelty_scale", torch.tensor([1.0, 1.0, float("inf")]))
         self.register_buffer("novelty_threshold", torch.full((1,), float("inf")))
 
     def set_input_statistics(self, x: np.ndarray) -> None:
@@ -75,27 +79,39 @@ class FFNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, input_dim) -> (batch, num_outputs) logits (calibrated once `output_scale`/`output_bias` are set)."""
-        return self.layers((x - self.input_mean) / self.input_scale) * self.output_scale + self.output_bias
+        return self.head(self.features(x))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations (the head's input) of raw inputs."""
         return self.layers[:-1]((x - self.input_mean) / self.input_scale)
 
-    def novelty_distances(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Distance to the nearest bank row in feature space, and mean squared Mahalanobis distance in input space."""
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits (calibrated once set) from `features`: `forward` split in two, for training with outliers."""
+        return self.layers[-1](features) * self.output_scale + self.output_bias
+
+    def novelty_components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The novelty score's components: nearest-neighbour distance, Mahalanobis distance, outlier probability.
+
+        Distance to the nearest bank row in feature space, mean squared Mahalanobis distance in input space, and the
+        outlier head's probability that the row is an outlier.
+        """
         h = self.features(x)
         # |h - b|^2 = |h|^2 - 2 h.b + |b|^2: one matrix product instead of a (batch, bank, width) difference tensor.
         squared = (h * h).sum(dim=1, keepdim=True) - 2.0 * h @ self.novelty_bank.T + self.novelty_bank_sq
         nearest = squared.min(dim=1).values.clamp(min=0.0).sqrt()
         z = (x - self.input_mean) / self.input_scale
-        return nearest, ((z - self.novelty_mean) @ self.novelty_whitener).pow(2).mean(dim=1)
+        mahalanobis = ((z - self.novelty_mean) @ self.novelty_whitener).pow(2).mean(dim=1)
+        return nearest, mahalanobis, torch.sigmoid(-self.outlier_head(h).squeeze(1))
 
     def novelty(self, x: torch.Tensor) -> torch.Tensor:
-        """Novelty per row: the larger of the two distances, each over its validation median; 0 before fitting."""
+        """Novelty per row: the largest of the three components, each over its validation limit; 0 before fitting.
+
+        A component whose limit is inf (the outlier head of a model trained without outliers) adds nothing.
+        """
         if self.novelty_bank.shape[0] == 0:
             return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        nearest, mahalanobis = self.novelty_distances(x)
-        return torch.maximum(nearest / self.novelty_scale[0], mahalanobis / self.novelty_scale[1])
+        components = self.novelty_components(x)
+        return torch.stack([c / s for c, s in zip(components, self.novelty_scale, strict=True)]).amax(dim=0)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         # The bank's row count is set by fitting; take it from the state being loaded.
@@ -143,7 +159,9 @@ class ClassifierCore(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits; squeezed to (batch,) for the binary head."""
-        logits = self.net(x)
+        return self._task_shape(self.net(x))
+
+    def _task_shape(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.squeeze(1) if self.task == "binary" else logits
 
     def _batches(

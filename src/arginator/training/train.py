@@ -246,6 +246,11 @@ def _fit(
         "data_fingerprint": fingerprint(data.table),
         "split_sizes": {name: int((data.split == name).sum()) for name in SPLITS},
     }
+    if data.outliers is not None:
+        info["outliers"] = {
+            "source": data.outliers.path,
+            "split_sizes": {name: int((data.outliers.split == name).sum()) for name in SPLITS},
+        }
     if primary:
         runs.write_info(run_dir, info)
     log.info(
@@ -263,6 +268,9 @@ def _fit(
     )
     if config.model.standardize and not resume:
         module.net.set_input_statistics(x_train)
+    with_outliers = data.outliers is not None and config.train.outlier_weight > 0
+    if with_outliers:
+        module.use_outliers(data.outliers.rows("train"))
     if config.model.contrastive == "supcon":
         if not resume:  # a resumed run's trunk comes from its checkpoint
             _pretrain(module, x_train, y_train, config)
@@ -324,7 +332,9 @@ def _fit(
         log.info("calibration (logit scale and bias per output): %s", calibration)
         thresholds = carry_thresholds(thresholds, calibration, task)
     if config.train.novelty_quantile > 0:
-        novelty = fit_novelty(module.net, x_train, x_val, config.train.novelty_quantile, seed=config.train.seed)
+        novelty = fit_novelty(
+            module.net, x_train, x_val, config.train.novelty_quantile, seed=config.train.seed, outliers=with_outliers
+        )
         log.info("novelty: %s", novelty)
     runs.save_model(module, thresholds, run_dir / runs.MODEL)
     if with_baseline:
