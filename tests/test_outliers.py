@@ -116,3 +116,19 @@ def test_the_outlier_head_refuses_held_out_outlier_families_that_distances_miss(
     assert np.isfinite(exposed["outlier_limit"])
     assert distances["auroc"] < 0.8
     assert exposed["auroc"] > 0.85 and exposed["auroc"] - distances["auroc"] > 0.1
+
+
+def test_a_network_saved_before_outlier_exposure_loads_without_its_head():
+    import torch
+
+    from arginator.config import ModelConfig
+    from arginator.training.network import FFNN
+
+    old = FFNN(DIM, 2, ModelConfig(hidden_sizes=[8], norm="none")).state_dict()
+    old["novelty_scale"] = torch.tensor([2.0, 3.0])  # two limits, as such models stored them
+    for key in ("outlier_head.weight", "outlier_head.bias"):
+        del old[key]
+    net = FFNN(DIM, 2, ModelConfig(hidden_sizes=[8], norm="none"))
+    missing, unexpected = net.load_state_dict(old, strict=False)
+    assert sorted(missing) == ["outlier_head.bias", "outlier_head.weight"] and not unexpected
+    assert net.novelty_scale.tolist() == [2.0, 3.0, float("inf")]  # the untrained head stays out of the score

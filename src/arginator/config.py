@@ -121,8 +121,9 @@ class TrainConfig(_Strict):
     tune_thresholds: bool = True
     # Calibrate the FFNN's confidence on validation (temperature scaling for softmax, Platt scaling for sigmoid heads).
     calibrate: bool = True
-    # Novelty score (nearest training neighbour in the last hidden layer + input-space Mahalanobis) with its threshold
-    # at this quantile of validation scores; above it a prediction is flagged `abstained`. 0 turns it off.
+    # Novelty score (nearest training neighbour in the last hidden layer, input-space Mahalanobis and, with
+    # data.outliers, the outlier head) with its threshold at this quantile of validation scores; above it a prediction
+    # is flagged `abstained`. 0 turns it off.
     novelty_quantile: float = Field(default=0.99, ge=0, lt=1)
     # Weight of the outlier head's loss (data.outliers) against the classification loss; 0 leaves the head untrained.
     outlier_weight: float = Field(default=0.5, ge=0)

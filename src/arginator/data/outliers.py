@@ -10,6 +10,8 @@ the outliers the head was trained on.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from arginator.data.splits import _grouped_assignment
 from arginator.data.tables import EmbeddingTable
 from arginator.errors import DataError
 
+log = logging.getLogger(__name__)
 LABEL = "outlier"  # the one class the split rules see
 
 
@@ -41,6 +44,14 @@ class Outliers:
         """Vectors on one side of the split."""
         return self.vectors[self.split == split]
 
+    def test_fingerprint(self) -> str:
+        """A short hash of the test split's ids: evaluation checks that its held-out outliers are the training run's."""
+        return hashlib.sha256("\n".join(sorted(self.ids[self.split == "test"].tolist())).encode()).hexdigest()[:16]
+
+    def is_source(self, path: Path | str) -> bool:
+        """Whether `path` is the file these outliers come from (its rows outside the test split trained the head)."""
+        return Path(path).resolve() == Path(self.path).resolve()
+
 
 def source_name(path: Path | str) -> str:
     """The name a novelty file goes by in reports: its folder (`background` for .../background/embeddings.h5)."""
@@ -55,7 +66,10 @@ def load_outliers(config: DataConfig, dim: int, data_ids: np.ndarray) -> Outlier
     """
     if config.outliers is None:
         return None
-    chunk = read_all(config.outliers)
+    try:
+        chunk = read_all(config.outliers)
+    except DataError as exc:
+        raise DataError(f"data.outliers: {exc}") from None
     ids = np.asarray(chunk.ids, dtype=object)
     if not len(ids):
         raise DataError(f"outliers {config.outliers}: no rows")
@@ -65,11 +79,18 @@ def load_outliers(config: DataConfig, dim: int, data_ids: np.ndarray) -> Outlier
     if shared:
         raise DataError(f"outliers {config.outliers} share {len(shared)} ids with the data, e.g. '{min(shared)}'")
     if config.outlier_groups is None:
-        groups = ids.copy()  # no homology groups given: every row is its own group
+        log.warning("outliers %s: no data.outlier_groups, so homologs may fall on both sides", config.outliers)
+        groups = ids.copy()  # every row its own group
     else:
-        frame = pd.read_csv(config.outlier_groups, dtype=str, keep_default_na=False)
+        try:
+            frame = pd.read_csv(config.outlier_groups, dtype=str, keep_default_na=False)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataError(f"data.outlier_groups {config.outlier_groups}: cannot read it ({exc})") from None
         if not {"id", "group"} <= set(frame.columns):
             raise DataError(f"outlier groups {config.outlier_groups}: needs the columns id and group")
+        twice = frame["id"][frame["id"].duplicated()]
+        if len(twice):
+            raise DataError(f"outlier groups {config.outlier_groups}: id '{twice.iloc[0]}' listed twice")
         known = dict(zip(frame["id"], frame["group"], strict=True))
         missing = [i for i in ids if not known.get(i)]
         if missing:
@@ -90,6 +111,8 @@ def fold_outliers(outliers: Outliers | None, k: int, fold: int, seed: int) -> Ou
     """The outliers for one cross-validation fold: the fold's groups are its test rows, the others train."""
     if outliers is None:
         return None
+    if len(set(outliers.groups)) < k:
+        raise DataError(f"outliers {outliers.path}: {len(set(outliers.groups))} groups, fewer than the {k} folds")
     folds, _ = make_folds(_as_table(outliers.ids, outliers.vectors, outliers.groups, outliers.path), k, seed)
     return replace(outliers, split=np.where(folds == fold, "test", "train").astype(object))
 

@@ -169,6 +169,7 @@ def prepare_dataset(
     split_path: Path | None,
     classes: list[str] | None = None,
     write: bool = True,
+    outliers: bool = True,
 ) -> PreparedData:
     """Load and validate the data, encode targets for the task, and reuse the split in `split_path` or make one.
 
@@ -178,6 +179,7 @@ def prepare_dataset(
         split_path: a split file to reuse if it exists; a new split is written there when `write` is true.
         classes: fixes the class order (a trained model's).
         write: write a newly made split to `split_path`; false leaves every file untouched (validate first).
+        outliers: load the configured outliers (`data.outliers`); false for steps that never use them.
     """
     table, targets = load_task_table(data_path, config, classes)
     if split_path is not None and Path(split_path).exists():
@@ -191,7 +193,8 @@ def prepare_dataset(
             raise DataError(f"the {name} split is empty ({len(table)} rows): add data or change data.*_fraction")
     from arginator.data.outliers import load_outliers  # here: it builds on this module's split rule
 
-    return PreparedData(table, targets, split, load_outliers(config, table.embedding_dim, table.ids))
+    loaded = load_outliers(config, table.embedding_dim, table.ids) if outliers else None
+    return PreparedData(table, targets, split, loaded)
 
 
 def fingerprint(table: EmbeddingTable) -> str:

@@ -149,7 +149,7 @@ def _build_and_choose(
     config = runs.read_config(run_dir)
     module, thresholds = runs.load_model(run_dir / runs.MODEL)
     split = run_dir / runs.SPLIT
-    data = prepare_dataset(info["data_path"], config.data, split, classes=info["classes"], write=False)
+    data = prepare_dataset(info["data_path"], config.data, split, classes=info["classes"], write=False, outliers=False)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = (data.arrays(s) for s in ("train", "val", "test"))
     x_val, x_test = x_val.astype(np.float32), x_test.astype(np.float32)
     task = info["task"]

@@ -203,7 +203,7 @@ def export_run(run_dir: Path | str, out_dir: Path | str | None = None, embedder:
     module, thresholds = runs.load_model(run_dir / runs.MODEL)
     baseline, baseline_thresholds = runs.load_baseline(run_dir / runs.BASELINE)
     split = run_dir / runs.SPLIT
-    data = prepare_dataset(info["data_path"], config.data, split, classes=info["classes"], write=False)
+    data = prepare_dataset(info["data_path"], config.data, split, classes=info["classes"], write=False, outliers=False)
     x, _ = data.arrays("test")
     task = info["task"]
     summary: dict[str, Any] = {"test_rows": len(x)}

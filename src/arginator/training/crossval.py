@@ -33,7 +33,7 @@ from arginator import atomic
 from arginator.config import RunConfig
 from arginator.cores import usable_cores
 from arginator.data.folds import fold_split, make_folds
-from arginator.data.outliers import fold_outliers, load_outliers
+from arginator.data.outliers import fold_outliers, load_outliers, source_name
 from arginator.data.readers import read_all
 from arginator.data.splits import PreparedData
 from arginator.data.tables import EmbeddingTable
@@ -223,11 +223,11 @@ def cross_validate(
     outliers = load_outliers(config.data, table.embedding_dim, table.ids)
     vectors = {}
     for path in ood or []:
-        if outliers is not None and Path(path).resolve() == Path(outliers.path).resolve():
+        if outliers is not None and outliers.is_source(path):
             continue  # scored per fold, on the outlier groups that fold held out
         chunk = read_all(path)
         if not own & set(chunk.ids):
-            vectors[Path(path).parent.name or Path(path).stem] = resized(chunk.vectors, table.embedding_dim)
+            vectors[source_name(path)] = resized(chunk.vectors, table.embedding_dim)
     tables = {"random": table}
     if groups_file is not None:
         tables = {"grouped": _with_groups(table, Path(groups_file)), **tables}

@@ -109,6 +109,12 @@ def evaluate_run(
         own = load_embeddings(info["data_path"], config.data, need_groups=False).ids if ood else np.zeros(0)
         # The outliers the run was trained with: only its held-out (test) groups count as novel inputs.
         outliers = data.outliers if data_path is None else load_outliers(config.data, info["input_dim"], own)
+        trained = info.get("outliers", {}).get("test_fingerprint")
+        if outliers is not None and trained is not None and outliers.test_fingerprint() != trained:
+            raise DataError(
+                f"the outliers ({outliers.path} and their groups) changed since training: their held-out split is "
+                "not the one the run kept back; evaluate with the files it was trained with, or train again"
+            )
         metrics["novelty"] = novelty_section(
             module, x, y, task, classes, thresholds, ood or [], set(own.tolist()), outliers
         )
@@ -178,7 +184,7 @@ def novelty_section(
         "probes": {},
     }
     for path in ood:
-        held_out = outliers is not None and Path(path).resolve() == Path(outliers.path).resolve()
+        held_out = outliers is not None and outliers.is_source(path)
         chunk = read_all(path)
         if own_ids & set(chunk.ids):
             log.info("novelty: %s shares ids with the run's data; not used as out-of-distribution", path)

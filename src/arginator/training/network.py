@@ -114,6 +114,10 @@ class FFNN(nn.Module):
         return torch.stack([c / s for c, s in zip(components, self.novelty_scale, strict=True)]).amax(dim=0)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # Models saved before outlier exposure have two novelty limits: the third (the outlier head's) is inf.
+        scale = state_dict.get(prefix + "novelty_scale")
+        if scale is not None and scale.shape == (2,):
+            state_dict[prefix + "novelty_scale"] = torch.cat([scale, torch.full((1,), float("inf"), dtype=scale.dtype)])
         # The bank's row count is set by fitting; take it from the state being loaded.
         for name in ("novelty_bank", "novelty_bank_sq"):
             stored = state_dict.get(prefix + name)

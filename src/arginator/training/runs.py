@@ -34,6 +34,7 @@ MODEL_FORMAT = 1
 CONFIG, INFO, SPLIT, MODEL, BASELINE = "config.yaml", "run.json", "split.csv", "model.ckpt", "baseline.json"
 CHECKPOINTS = "checkpoints"
 PATHS_MARKER = "relative to the run directory"
+RUN_RELATIVE = ("labels_file", "outliers", "outlier_groups")  # data files a run names, stored relative to it
 
 
 def relative_to_run(path: Path | str, run_dir: Path) -> str:
@@ -55,22 +56,24 @@ def resolve_in_run(path: str, run_dir: Path, run_relative: bool = True) -> str:
 
 
 def write_config(run_dir: Path, config: RunConfig) -> None:
-    """Store the resolved configuration, its labels file relative to the run directory."""
+    """Store the resolved configuration, its data files (labels, outliers) relative to the run directory."""
     data = config.data
-    if data.labels_file is not None:
-        data = data.model_copy(update={"labels_file": relative_to_run(data.labels_file, run_dir)})
+    paths = {name: getattr(data, name) for name in RUN_RELATIVE if getattr(data, name) is not None}
+    data = data.model_copy(update={name: relative_to_run(path, run_dir) for name, path in paths.items()})
     content = config.model_copy(update={"data": data}).model_dump(mode="json")
     atomic.write_text(run_dir / CONFIG, yaml.safe_dump(content, sort_keys=False))
 
 
 def read_config(run_dir: Path) -> RunConfig:
-    """The configuration a run was trained with, its labels file usable from the working directory."""
+    """The configuration a run was trained with, its data files usable from the working directory."""
     path = Path(run_dir) / CONFIG
     if not path.exists():
         raise ConfigError(f"{run_dir} is not a run directory (no {CONFIG})")
     config = config_from_dict(yaml.safe_load(path.read_text()), str(path))
-    if config.data.labels_file is not None:
-        config.data.labels_file = resolve_in_run(config.data.labels_file, Path(run_dir), _run_relative(run_dir))
+    relative = _run_relative(run_dir)
+    for name in RUN_RELATIVE:
+        if getattr(config.data, name) is not None:
+            setattr(config.data, name, resolve_in_run(getattr(config.data, name), Path(run_dir), relative))
     return config
 
 
@@ -131,9 +134,10 @@ def load_model(path: Path) -> tuple[TrainedClassifier, list[float]]:
         module = TrainedClassifier(**state["hyper_parameters"])
     except (TypeError, KeyError, ValueError) as exc:  # hyperparameters of another version, or damaged
         raise ConfigError(f"{path}: cannot rebuild the network from its hyperparameters ({exc})") from None
-    # Models saved before calibration existed lack its buffers: they load with the identity (uncalibrated).
+    # Models saved before calibration existed lack its buffers: they load with the identity (uncalibrated); models
+    # saved before outlier exposure lack the outlier head, which then stays out of their novelty score.
     missing, unexpected = module.net.load_state_dict(state["state_dict"], strict=False)
-    if unexpected or set(missing) - {"output_scale", "output_bias"}:
+    if unexpected or set(missing) - {"output_scale", "output_bias", "outlier_head.weight", "outlier_head.bias"}:
         raise ConfigError(f"{path}: weights do not fit the network (missing {missing}, unexpected {unexpected})")
     module.eval()
     return module, list(state["thresholds"])

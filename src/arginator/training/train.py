@@ -250,6 +250,7 @@ def _fit(
         info["outliers"] = {
             "source": data.outliers.path,
             "split_sizes": {name: int((data.outliers.split == name).sum()) for name in SPLITS},
+            "test_fingerprint": data.outliers.test_fingerprint(),
         }
     if primary:
         runs.write_info(run_dir, info)
@@ -268,9 +269,13 @@ def _fit(
     )
     if config.model.standardize and not resume:
         module.net.set_input_statistics(x_train)
-    with_outliers = data.outliers is not None and config.train.outlier_weight > 0
+    with_outliers = (
+        data.outliers is not None and config.train.outlier_weight > 0 and len(data.outliers.rows("train")) > 0
+    )
     if with_outliers:
         module.use_outliers(data.outliers.rows("train"))
+    else:  # an unused parameter would stall DDP's gradient reduction; frozen, the optimiser skips it
+        module.net.outlier_head.requires_grad_(False)
     if config.model.contrastive == "supcon":
         if not resume:  # a resumed run's trunk comes from its checkpoint
             _pretrain(module, x_train, y_train, config)

@@ -147,6 +147,8 @@ def rank_embeddings(
         keep = _stratified(labels, limit, config.data.seed)
         ids, items = [ids[i] for i in keep], [items[i] for i in keep]
     results: dict[str, Any] = {"raw": str(raw_dir), "rows": len(ids), "candidates": {}}
+    # The candidates compare embedders on the data alone; configured outliers come from one embedder's space.
+    config = config.model_copy(deep=True, update={"data": config.data.model_copy(update={"outliers": None})})
     with tempfile.TemporaryDirectory(prefix="arginator-rank-") as tmp:
         if limit and config.data.labels_file:  # the labels of the kept rows only: every labelled id needs a vector
             config = config.model_copy(deep=True)
