@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from arginator.config import DataConfig, load_config
 from arginator.data.folds import make_folds
@@ -54,8 +55,10 @@ def test_outliers_are_split_and_folded_by_whole_groups(tmp_path):
         assert len(set(outliers.split[outliers.groups == group])) == 1  # no group on two sides
     tested = []
     for fold in range(5):
-        folded = fold_outliers(outliers, 5, fold, seed=config.seed)
-        assert set(folded.split) == {"train", "test"} and len(folded.rows("test")) > 0
+        folded = fold_outliers(outliers, 5, fold, config)
+        assert set(folded.split) == {"train", "val", "test"} and len(folded.rows("test")) > 0
+        for group in set(folded.groups):
+            assert len(set(folded.split[folded.groups == group])) == 1  # validation takes whole groups too
         tested += sorted(set(folded.groups[folded.split == "test"]))
     assert sorted(tested) == sorted(set(outliers.groups))  # every group is tested in exactly one fold
 
@@ -97,13 +100,19 @@ def _novelty_of_held_out_families(tmp_path, outlier_weight: float) -> dict[str, 
         ]
     )
     targets = encode_targets(table, config.data)
-    outliers = fold_outliers(load_outliers(config.data, DIM, table.ids), 5, 0, seed=0)
+    outliers = fold_outliers(load_outliers(config.data, DIM, table.ids), 5, 0, config.data)
     data = PreparedData(table, targets, split, outliers)
     _fit(data, "toy", config, tmp_path / "run", resume=False, extra_callbacks=[])
     module, _ = runs.load_model(tmp_path / "run" / runs.MODEL)
     inside = module.predict_novelty(vectors[split == "test"])
     result = {"auroc": auroc(inside, module.predict_novelty(outliers.rows("test")))}
     result["outlier_limit"] = float(module.net.novelty_scale[2])
+    with torch.no_grad():  # the distances over their limits, on validation outliers (real inputs the head never saw)
+        components = module.net.novelty_components(torch.from_numpy(outliers.rows("val")))
+    limits = module.net.novelty_scale[:2]
+    result["val_outlier_distance"] = max(float((c / s).max()) for c, s in zip(components[:2], limits, strict=True))
+    noise = np.random.default_rng(0).normal(0.0, 30.0, (50, DIM)).astype(np.float32)
+    result["noise_flagged"] = float((module.predict_novelty(noise) > float(module.net.novelty_threshold)).mean())
     return result
 
 
@@ -116,11 +125,40 @@ def test_the_outlier_head_refuses_held_out_outlier_families_that_distances_miss(
     assert np.isfinite(exposed["outlier_limit"])
     assert distances["auroc"] < 0.8
     assert exposed["auroc"] > 0.85 and exposed["auroc"] - distances["auroc"] > 0.1
+    # With outliers, the distances' limits cover the validation outliers too; noise, far from anything real, is
+    # still flagged.
+    assert exposed["val_outlier_distance"] <= 1.0 + 1e-6
+    assert exposed["noise_flagged"] == 1.0 and distances["noise_flagged"] == 1.0
+
+
+def test_with_outliers_the_distances_flag_only_inputs_farther_than_any_real_one():
+    from arginator.config import ModelConfig
+    from arginator.training.network import FFNN
+    from arginator.training.novelty import fit_novelty
+
+    rng = np.random.default_rng(0)
+    x_train, x_val = rng.normal(size=(400, DIM)), rng.normal(size=(100, DIM))
+    val_outliers = rng.normal(size=(100, DIM)) + np.r_[6.0, np.zeros(DIM - 1)]  # real, but farther than the data
+    noise = rng.normal(size=(50, DIM)) * 30.0
+    limits = {}
+    for name, given in (("data only", None), ("with outliers", val_outliers)):
+        torch.manual_seed(0)
+        net = FFNN(DIM, 2, ModelConfig(hidden_sizes=[8], norm="none")).eval()
+        fit_novelty(net, x_train, x_val, outliers=True, x_val_outliers=given)
+        with torch.no_grad():
+            components = net.novelty_components(torch.from_numpy(val_outliers.astype(np.float32)))
+            over = max(float((c / s).max()) for c, s in zip(components[:2], net.novelty_scale, strict=False))
+            flagged = (net.novelty(torch.from_numpy(noise.astype(np.float32))) > net.novelty_threshold).float().mean()
+        limits[name] = net.novelty_scale[:2].tolist()
+        assert float(flagged) == 1.0  # noise stays flagged either way
+        if given is None:
+            assert over > 1.5  # the data's own limits: the outliers' distances exceed them
+        else:
+            assert over <= 1.0 + 1e-6  # the limits cover the validation outliers
+    assert all(b > a for a, b in zip(limits["data only"], limits["with outliers"], strict=True))
 
 
 def test_a_network_saved_before_outlier_exposure_loads_without_its_head():
-    import torch
-
     from arginator.config import ModelConfig
     from arginator.training.network import FFNN
 

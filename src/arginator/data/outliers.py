@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from arginator.config import DataConfig
-from arginator.data.folds import make_folds
+from arginator.data.folds import fold_split, make_folds
 from arginator.data.readers import read_all
 from arginator.data.splits import _grouped_assignment
 from arginator.data.tables import EmbeddingTable
@@ -107,14 +107,18 @@ def load_outliers(config: DataConfig, dim: int, data_ids: np.ndarray) -> Outlier
     )
 
 
-def fold_outliers(outliers: Outliers | None, k: int, fold: int, seed: int) -> Outliers | None:
-    """The outliers for one cross-validation fold: the fold's groups are its test rows, the others train."""
+def fold_outliers(outliers: Outliers | None, k: int, fold: int, config: DataConfig) -> Outliers | None:
+    """The outliers for one cross-validation fold, split like the fold's data (`fold_split`).
+
+    The fold's groups are its test rows; validation takes whole groups of the others, and the rest train the head.
+    """
     if outliers is None:
         return None
     if len(set(outliers.groups)) < k:
         raise DataError(f"outliers {outliers.path}: {len(set(outliers.groups))} groups, fewer than the {k} folds")
-    folds, _ = make_folds(_as_table(outliers.ids, outliers.vectors, outliers.groups, outliers.path), k, seed)
-    return replace(outliers, split=np.where(folds == fold, "test", "train").astype(object))
+    table = _as_table(outliers.ids, outliers.vectors, outliers.groups, outliers.path)
+    folds, _ = make_folds(table, k, config.seed)
+    return replace(outliers, split=fold_split(table, folds, fold, config))
 
 
 def _as_table(ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray, source: str) -> EmbeddingTable:

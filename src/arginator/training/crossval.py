@@ -240,7 +240,7 @@ def cross_validate(
             fold_config = config.model_copy(deep=True)
             fold_config.train.seed = config.train.seed + fold  # the spread covers the seed as well as the split
             split = fold_split(kind_table, folds, fold, config.data)
-            data = PreparedData(kind_table, targets, split, fold_outliers(outliers, k, fold, config.data.seed))
+            data = PreparedData(kind_table, targets, split, fold_outliers(outliers, k, fold, config.data))
             tasks.append(FoldTask(kind, fold, k, data, str(data_path), fold_config, vectors))
     if config.train.accelerator != "cpu" and torch.cuda.is_available():
         workers = 1  # CUDA cannot be used again in a forked process, and the cores say nothing about GPUs

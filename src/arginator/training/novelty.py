@@ -1,6 +1,6 @@
 """Novelty: a score that says "this input is unlike the training data", and the threshold above which it abstains.
 
-Up to three components, each divided by its limit on validation rows, and their maximum is the score:
+Up to three components, each divided by its limit, and their maximum is the score:
 - **nearest training neighbour in the network's last hidden layer** (Euclidean), over its largest validation value;
 - **Mahalanobis distance in input space** with a Ledoit-Wolf shrunk covariance (per dimension), over its largest
   validation value. The hidden layer can map a vector with the right per-feature ranges but broken correlations (or
@@ -9,10 +9,14 @@ Up to three components, each divided by its limit on validation rows, and their 
 
 Why the outlier head: a distance to the training data cannot tell an unseen family of a training class from an
 ordinary protein, both are new. On the drug-class data's grouped folds, the two distances alone separated held-out
-ordinary proteins from test-fold resistance proteins with AUROC 0.80 +- 0.08; with a head trained on the training
-folds' ordinary proteins (other homology groups) the combined score reached about 0.91 in a first measurement, and
-random, constant and shuffled vectors, which the head never saw, stay flagged by the distances. Dividing the distances
-by their validation maximum, rather than a median, keeps them quiet on real proteins, where the head knows better.
+ordinary proteins from test-fold resistance proteins with AUROC 0.80 +- 0.08; a head trained on the training folds'
+ordinary proteins (other homology groups) learns what the distances cannot. Random, constant and shuffled vectors,
+which the head never saw, stay flagged by the distances.
+
+Among real proteins the head knows better than the distances, which also rise for unseen resistance families. So with
+outliers, each distance's limit is its largest value on validation rows *and validation outliers* (groups the head
+never trained on): a distance flags only inputs farther than any real protein seen in validation, and the head
+decides among real ones.
 
 The threshold is the `quantile` (default 0.99) of the score on validation rows, so about 1% of new in-distribution
 inputs are flagged. Everything is stored in the network's buffers: checkpoint, ONNX graph (a second output,
@@ -43,6 +47,7 @@ def fit_novelty(
     max_bank: int = MAX_BANK,
     seed: int = 0,
     outliers: bool | None = None,
+    x_val_outliers: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Fit the novelty buffers of an `FFNN` (eval mode) on training rows; set its limits and threshold on validation.
 
@@ -55,6 +60,8 @@ def fit_novelty(
         seed: the bank sample's seed.
         outliers: whether the outlier head was trained and counts; None keeps what the network already does (a copy
             of a fitted network, e.g. a pruned one, refitted).
+        x_val_outliers: validation-split outliers (models trained with outliers): real inputs of groups the head never
+            saw. The distances' limits cover them too, so that among real proteins the head decides.
 
     Returns:
         A summary: bank rows, the components' limits, the threshold and the share of validation rows above it.
@@ -78,7 +85,11 @@ def fit_novelty(
     net.novelty_whitener.copy_(torch.from_numpy(whitener.astype(np.float32)))
     val = torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32))
     nearest, mahalanobis, outlier = (component.numpy() for component in net.novelty_components(val))
-    limits = [max(float(nearest.max()), 1e-12), max(float(mahalanobis.max()), 1e-12)]
+    distances = [nearest, mahalanobis]
+    if outliers and x_val_outliers is not None and len(x_val_outliers):
+        rows = torch.from_numpy(np.ascontiguousarray(x_val_outliers, dtype=np.float32))
+        distances = [np.r_[d, c.numpy()] for d, c in zip(distances, net.novelty_components(rows)[:2], strict=True)]
+    limits = [max(float(d.max()), 1e-12) for d in distances]
     limits.append(max(float(np.quantile(outlier, quantile)), 1e-12) if outliers else float("inf"))
     net.novelty_scale.copy_(torch.tensor(limits))
     scores = net.novelty(val).numpy()

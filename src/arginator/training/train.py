@@ -338,7 +338,13 @@ def _fit(
         thresholds = carry_thresholds(thresholds, calibration, task)
     if config.train.novelty_quantile > 0:
         novelty = fit_novelty(
-            module.net, x_train, x_val, config.train.novelty_quantile, seed=config.train.seed, outliers=with_outliers
+            module.net,
+            x_train,
+            x_val,
+            config.train.novelty_quantile,
+            seed=config.train.seed,
+            outliers=with_outliers,
+            x_val_outliers=data.outliers.rows("val") if with_outliers else None,
         )
         log.info("novelty: %s", novelty)
     runs.save_model(module, thresholds, run_dir / runs.MODEL)
