@@ -314,9 +314,13 @@ def bench_fasta(c: Context, proteins: int = 10_000, model: str = "deploy/arg-bin
 
 
 @task
-def bench_ray(c: Context, rows: int = 1_000_000, repeats: int = 5) -> None:
-    """Batch prediction on Ray Data (2 actors, 1 actor) vs one process -> reports/benchmarks/predict_ray.md."""
-    c.run(f"python benchmarks/predict_ray.py --rows {rows} --repeats {repeats}", pty=False)
+def bench_ray(c: Context, rows: int = 1_000_000, repeats: int = 3) -> None:
+    """Batch prediction on Ray Data (2 actors, 1 actor) vs one process -> reports/benchmarks/predict_ray*.md.
+
+    Twice: with a model of the shipped architecture (`predict_ray.md`) and with a linear one (`predict_ray_linear.md`).
+    """
+    for model in ("trained", "linear"):
+        c.run(f"python benchmarks/predict_ray.py --model {model} --rows {rows} --repeats {repeats}", pty=False)
 
 
 @task

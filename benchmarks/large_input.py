@@ -1,4 +1,10 @@
-"""The large input of the batch-prediction benchmarks: an (N x 1024) float32 HDF5 file and a 5-class ONNX model."""
+"""The large input of the batch-prediction benchmarks: an (N x 1024) float32 HDF5 file and the models it goes through.
+
+Two models: a 5-class linear ONNX model (the least work per row there is, so any engine's fixed cost shows), and a
+5-class model of the shipped architecture, trained by the project's own `train_run` on synthetic 1024-dim data and
+exported by `export_run`: hidden layers 512 and 256, and the novelty score's bank of 4,096 training rows and input
+whitener, as `deploy/arg-binary` has them (its 256-dim input aside).
+"""
 
 from __future__ import annotations
 
@@ -31,6 +37,24 @@ def write_large_input(workdir: Path, rows: int, seed: int = 0) -> tuple[Path, Pa
         workdir / "model.onnx", rng.normal(size=(DIM, 5)).astype(np.float32) / 32, "multiclass", list("abcde")
     )
     return source, model
+
+
+TRAINED_CLASSES = {name: 1500 for name in ("a", "b", "c", "d", "non")}  # 7,500 rows: the bank's 4,096 fill up
+TRAINED_SETTINGS = ["train.max_epochs=2", "train.progress_bar=false", "train.wandb.mode=disabled"]
+
+
+def write_trained_model(workdir: Path) -> Path:
+    """`workdir/trained/model.onnx`: the shipped architecture, trained briefly on synthetic data and exported."""
+    from arginator.config import load_config
+    from arginator.shipping.export import export_run
+    from arginator.sources import write_example_dataset
+    from arginator.training.train import train_run
+
+    data = write_example_dataset(workdir / "trained-data", class_sizes=TRAINED_CLASSES, dim=DIM, seed=0)
+    run = workdir / "trained"
+    train_run(data, load_config(overrides=TRAINED_SETTINGS), run, overwrite=True)
+    export_run(run, embedder="prott5")
+    return run / "model.onnx"
 
 
 def finish(lines: list[str], out: Path, workdir: Path) -> None:

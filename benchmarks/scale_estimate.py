@@ -1,8 +1,9 @@
 """Time and cost of screening 10^8 proteins, from the measured rates in reports/benchmarks/ and one published GPU rate.
 
 Reads `embed_unirep.json` (UniRep proteins/s on this machine), `predict_fasta.json` (`arginator predict` on a FASTA,
-end to end) and `inference.json` (the shipped model's rows/s), and writes `reports/benchmarks/scale_estimate.md`, which
-the docs' scale page includes. The prices are parameters to scale from, not quotes.
+end to end) and the pipeline's `deploy/arg-binary/compressed/compression.json` (the shipped model's rows/s, novelty
+score included), and writes `reports/benchmarks/scale_estimate.md`, which the docs' scale page includes. The prices are
+parameters to scale from, not quotes.
 
 Usage: python benchmarks/scale_estimate.py [--proteins 1e8] [--core-hour 0.04] [--gpu-hour 1.5]
 """
@@ -14,6 +15,7 @@ import json
 from pathlib import Path
 
 REPORTS = Path("reports/benchmarks")
+COMPRESSION = Path("deploy/arg-binary/compressed/compression.json")  # written by the pipeline's compress stage
 # ProtT5-XL encoder on one NVIDIA RTX A6000, 1,000 length-stratified proteins: a public third-party measurement
 # (reports/benchmark_comparison.md of github.com/anshulk-cmu/CAFA-6-Protein-Function-Prediction, 2024).
 PROTT5_GPU_PER_S = 37.8
@@ -33,7 +35,9 @@ def main() -> None:
     args = parser.parse_args()
     unirep = _load("embed_unirep.json")
     fasta = _load("predict_fasta.json")
-    shipped = _load("inference.json")["threads"]["1"]["backends"]["shipped (int8-static)"]["batch1024_rows_per_s"]
+    compression = json.loads(COMPRESSION.read_text())
+    shipped_name = compression["shipped"]
+    shipped = compression["variants"][shipped_name]["batch1024_rows_per_s"]
     cores = 2
     # What the pipeline and `arginator predict` run: one UniRep call per core, side by side.
     unirep_per_core = unirep["per_s_median"]["side"]["warm"] / cores
@@ -52,7 +56,8 @@ def main() -> None:
          f"${core_hours * args.core_hour:,.0f}"),
         (f"ProtT5-XL encoder on a GPU ({PROTT5_SOURCE})", f"{PROTT5_GPU_PER_S} proteins/s per GPU",
          f"{gpu_hours:,.0f} GPU-hours; {gpu_hours / 16:,.0f} h on 16 GPUs", f"${gpu_hours * args.gpu_hour:,.0f}"),
-        ("the shipped model on vectors (`inference.json`, 1 thread, batches of 1,024)",
+        (f"the shipped model ({shipped_name}) on vectors, novelty score included (`{COMPRESSION}`, "
+         f"{compression['threads']} thread, batches of 1,024)",
          f"{shipped:,.0f} rows/s per core",
          f"{predict_core_hours:,.2f} core-hours", f"${predict_core_hours * args.core_hour:,.2f}"),
     ]  # fmt: skip
