@@ -314,6 +314,12 @@ def bench_fasta(c: Context, proteins: int = 10_000, model: str = "deploy/arg-bin
 
 
 @task
+def bench_rows_per_call(c: Context, passes: int = 3) -> None:
+    """Predictor rows/s by rows per ONNX Runtime call, every model -> reports/benchmarks/rows_per_call.md."""
+    c.run(f"python benchmarks/rows_per_call.py --passes {passes}", pty=False)
+
+
+@task
 def bench_ray(c: Context, rows: int = 1_000_000, repeats: int = 3) -> None:
     """Batch prediction on Ray Data (2 actors, 1 actor) vs one process -> reports/benchmarks/predict_ray*.md.
 

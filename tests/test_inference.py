@@ -54,6 +54,11 @@ def test_predictor_on_a_trained_and_exported_run(seed_layout, tmp_path):
     assert list(predictor.classes_) == list(module.classes)
     assert list(predictor.predict(x)) == [module.classes[i] for i in module.predict_proba(x).argmax(1)]
     assert predictor.info.embedder == "prott5" and predictor.input_dim == 1024
+    # Calls of a few rows (the last one shorter) answer exactly as one call: probabilities and novelty, bit for bit.
+    whole, split = Predictor(run, chunk_rows=len(x)).predict_details(x), Predictor(run, chunk_rows=4).predict_details(x)
+    assert split.novelty is not None and len(split.novelty) == len(x)
+    np.testing.assert_array_equal(split.probabilities, whole.probabilities)
+    np.testing.assert_array_equal(split.novelty, whole.novelty)
 
 
 def test_multiclass_probabilities_labels_and_abstention(multiclass_model, rows):
