@@ -320,13 +320,14 @@ def bench_rows_per_call(c: Context, passes: int = 3) -> None:
 
 
 @task
-def bench_ray(c: Context, rows: int = 1_000_000, repeats: int = 3) -> None:
+def bench_ray(c: Context, rows: int = 1_000_000, repeats: int = 3, linear_repeats: int = 5) -> None:
     """Batch prediction on Ray Data (2 actors, 1 actor) vs one process -> reports/benchmarks/predict_ray*.md.
 
-    Twice: with a model of the shipped architecture (`predict_ray.md`) and with a linear one (`predict_ray_linear.md`).
+    Three models: the shipped architecture on 1024-dim input (`predict_ray.md`), the shipped `deploy/arg-binary`
+    (`predict_ray_shipped.md`) and a linear one (`predict_ray_linear.md`, quick, so more repeats).
     """
-    for model in ("trained", "linear"):
-        c.run(f"python benchmarks/predict_ray.py --model {model} --rows {rows} --repeats {repeats}", pty=False)
+    for model, times in (("trained", repeats), ("shipped", repeats), ("linear", linear_repeats)):
+        c.run(f"python benchmarks/predict_ray.py --model {model} --rows {rows} --repeats {times}", pty=False)
 
 
 @task

@@ -1,25 +1,22 @@
 """Ray Data vs one process: `arginator predict` over the same 1M x 1024 rows, on the same cores, in one run.
 
-Writes an (N x 1024) float32 HDF5 file and a 5-class model (`--model`): `trained`, the shipped architecture trained
-briefly on synthetic data and exported (hidden 512 and 256, novelty bank and whitener: the work per row of a model
-on ProtT5 vectors), or `linear`, one matrix product (the least work per row, so that Ray's fixed cost per job shows
-most). It starts a local Ray instance, then times like against like, each `--repeats` times (medians; the order
-alternates):
+Writes an (N x dim) float32 HDF5 file for a model (`--model`, see `large_input`): `trained` (the shipped architecture
+on 1024-dim input, the work per row of a model on ProtT5 vectors), `shipped` (`deploy/arg-binary`, 256-dim) or `linear`
+(one matrix product: Ray's fixed cost per job shows most). It starts a local Ray instance, then times like against
+like, each `--repeats` times (medians; the order alternates):
 - the real CLI: the single process with 2 ONNX Runtime threads, Ray Data joining the running instance, and Ray Data
   starting its own instance (2 actors of 1 CPU each);
 - from this process: the single process's engine, and Ray Data on the running instance with 2 actors and with 1 (the
   per-worker figure that scales out).
 The outputs are checked identical. It also times Ray's fixed cost per job (a small job) and the driver's writer alone.
-Results go to `reports/benchmarks/predict_ray.md` (trained) or `predict_ray_linear.md` (linear).
+Results go to `reports/benchmarks/predict_ray.md` (trained) or `predict_ray_<model>.md`.
 
-Usage: python benchmarks/predict_ray.py [--model trained|linear] [--rows 1000000] [--repeats 3] [--workdir DIR]
+Usage: python benchmarks/predict_ray.py [--model trained|shipped|linear] [--rows 1000000] [--repeats 3] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import shutil
 import statistics
@@ -30,14 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from large_input import DIM, finish, write_large_input, write_trained_model
+from large_input import MODELS, finish, write_embeddings, write_model
 
 SMALL_ROWS = 8192
-MODELS = {
-    "trained": "a 5-class model of the shipped architecture (hidden 512 and 256, novelty bank of 4,096 rows and input "
-    "whitener), trained for 2 epochs on synthetic 1024-dim data and exported by `export_run`",
-    "linear": "a 5-class linear ONNX model (one matrix product: the least work per row)",
-}
 IDLE_PERCENT = 10.0  # the machine counts as idle below this CPU use (all cores, over half a second)
 
 
@@ -94,22 +86,22 @@ def _writer_rates(table_path: Path, workdir: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=sorted(MODELS), default="trained")
+    parser.add_argument("--model", choices=MODELS, default="trained")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunk-rows", type=int, default=8192)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/arginator-ray"))
-    parser.add_argument("--out", type=Path, help="default: reports/benchmarks/predict_ray[_linear].md")
+    parser.add_argument("--out", type=Path, help="default: reports/benchmarks/predict_ray[_<model>].md")
     args = parser.parse_args()
     suffix = "" if args.model == "trained" else f"_{args.model}"
     args.out = args.out or Path(f"reports/benchmarks/predict_ray{suffix}.md")
     work = args.workdir
-    source, model = write_large_input(work, args.rows)
-    small, _ = write_large_input(work / "small", SMALL_ROWS)
-    if args.model == "trained":
-        noise = io.StringIO()  # the exporter prints the traced graph; errors still raise
-        with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
-            model = write_trained_model(work)
+    model, described = write_model(args.model, work)
+    from arginator.serving.predictor import RUN_ROWS, Predictor
+
+    dim = Predictor(model).input_dim
+    source = write_embeddings(work / "embeddings.h5", args.rows, dim)
+    small = write_embeddings(work / "small" / "embeddings.h5", SMALL_ROWS, dim)
     import ray
 
     # The instance the CLI starts preloads Ray Data and the actor module in its idle workers: the same here.
@@ -168,11 +160,11 @@ def main() -> None:
     lines = [
         "# Batch prediction: Ray Data vs one process",
         "",
-        f"{stamp}: `arginator predict` over {args.rows:,} x {DIM} float32 rows (HDF5), chunks of {args.chunk_rows}, "
-        f"{MODELS[args.model]}, 2 cores; median of {args.repeats} runs each, alternating order, each started "
-        f"once the machine was idle (under {IDLE_PERCENT:.0f}% CPU, waiting 15 s at most; the highest reading before "
-        f"a run: {max(settled):.0f}%). Each row is "
-        "compared with the single process of its own kind: the CLI rows include starting Python (and, for Ray, "
+        f"{stamp}: `arginator predict` over {args.rows:,} x {dim} float32 rows (HDF5), chunks of {args.chunk_rows} "
+        f"(ONNX Runtime calls of {RUN_ROWS} rows), {described}, 2 cores; median of {args.repeats} runs each, "
+        f"alternating order, each started once the machine was idle (under {IDLE_PERCENT:.0f}% CPU, waiting 15 s at "
+        f"most; the highest reading before a run: {max(settled):.0f}%). Each row is compared with the single process "
+        "of its own kind: the CLI rows include starting Python (and, for Ray, "
         f"joining or starting an instance: {ray_start:.1f} s to start one alone); the 'in one process' rows time the "
         "call from an interpreter that has its imports done, on the Ray instance the benchmark started, as a "
         "driver on a cluster would.",

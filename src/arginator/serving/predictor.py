@@ -22,10 +22,11 @@ from arginator.serving.session import create_session
 
 # Files the Predictor looks for, best first, when handed a directory (a deploy directory or its compressed/ subfolder).
 MODEL_FILES = ("compressed/model.shipped.onnx", "model.shipped.onnx", "model.onnx")
-# Rows per ONNX Runtime call. Small calls keep their intermediates (512 rows x a 4,096-row novelty bank: 8 MB) in the
-# CPU cache: 1.05-1.25x the rows/s of 4,096-row calls on the exported models, outputs identical bit for bit; a linear
-# model, with no such intermediates, loses 2% (reports/benchmarks/rows_per_call.md).
-RUN_ROWS = 512
+# Rows per ONNX Runtime call. Small calls keep their intermediates (256 rows x a novelty bank of up to 4,096 rows:
+# 4 MB) in the CPU cache: on one thread (a Ray actor's), 1.1-1.45x the rows/s of 4,096-row calls on every shipped
+# model, with identical outputs; on two, from no gain (the small int8 models) to 1.3x (reports/benchmarks/
+# rows_per_call.md). 128 is no faster.
+RUN_ROWS = 256
 
 
 @dataclass
