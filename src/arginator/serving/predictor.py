@@ -24,8 +24,8 @@ from arginator.serving.session import create_session
 MODEL_FILES = ("compressed/model.shipped.onnx", "model.shipped.onnx", "model.onnx")
 # Rows per ONNX Runtime call. Small calls keep their intermediates (256 rows x a novelty bank of up to 4,096 rows:
 # 4 MB) in the CPU cache: on one thread (a Ray actor's), 1.1-1.45x the rows/s of 4,096-row calls on every shipped
-# model, with identical outputs; on two, from no gain (the small int8 models) to 1.3x (reports/benchmarks/
-# rows_per_call.md). 128 is no faster.
+# model, with identical outputs; on two, 0.95-1.3x (the small int8 models move most between runs). 128 is no faster;
+# a linear model, with no such intermediates, loses up to a tenth on one thread (reports/benchmarks/rows_per_call.md).
 RUN_ROWS = 256
 
 
