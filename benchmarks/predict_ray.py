@@ -1,4 +1,4 @@
-"""Ray Data vs one process: `arginator predict` over the same 1M x 1024 rows, on the same cores, in one run.
+"""Ray Data vs one process: `arginator predict` over the same 1M rows, on the same cores, in one run.
 
 Writes an (N x dim) float32 HDF5 file for a model (`--model`, see `large_input`): `trained` (the shipped architecture
 on 1024-dim input, the work per row of a model on ProtT5 vectors), `shipped` (`deploy/arg-binary`, 256-dim) or `linear`
